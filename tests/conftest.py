@@ -1,0 +1,43 @@
+"""Test setup shared by every test file.
+
+Without a GPU, Triton kernels run under the interpreter: TRITON_INTERPRET must
+be set before any @triton.jit function is defined, so it is set here, before
+the package is imported.
+"""
+
+import os
+
+import pytest
+
+try:
+    import torch
+
+    HAS_CUDA = torch.cuda.is_available()
+except ImportError:  # pragma: no cover - torch is a hard requirement
+    HAS_CUDA = False
+
+if not HAS_CUDA:
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import resnet_kernels  # noqa: E402,F401  (after TRITON_INTERPRET)
+
+needs_cuda = pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA GPU; this machine has none")
+
+
+def _extension_loaded() -> bool:
+    from resnet_kernels.backends import cuda_extension_error
+
+    return cuda_extension_error() is None
+
+
+needs_extension = pytest.mark.skipif(
+    not _extension_loaded(), reason="the CUDA extension resnet_kernels._C is not built here"
+)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_backend_selection():
+    """Each test starts from the default backend selection."""
+    resnet_kernels.set_backend(None)
+    yield
+    resnet_kernels.set_backend(None)

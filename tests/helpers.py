@@ -1,0 +1,34 @@
+"""Helpers shared by the numeric tests: random inputs, the float64 oracle, tolerances."""
+
+from __future__ import annotations
+
+import torch
+
+from resnet_kernels import reference
+
+# Relative error ||out - ref|| / ||ref|| allowed per dtype, against a float64
+# reference. They follow DESIGN.md's rule (at most ~2x what PyTorch/cuDNN itself
+# reaches at that dtype): fp16 rounding of the output alone is ~3e-4 relative,
+# bf16 ~2e-3; tf32 (Triton's default fp32 dot on GPUs) ~3e-4, plain fp32 ~1e-6.
+REL_TOL = {
+    torch.float64: 1e-12,
+    torch.float32: 1e-3,  # allows tf32 tensor cores; exact fp32 lands near 1e-6
+    torch.float16: 2e-3,
+    torch.bfloat16: 1.6e-2,
+}
+
+
+def rel_error(out: torch.Tensor, ref: torch.Tensor) -> float:
+    out64, ref64 = out.double(), ref.double()
+    return ((out64 - ref64).norm() / ref64.norm().clamp_min(1e-30)).item()
+
+
+def oracle(*args, **kwargs) -> torch.Tensor:
+    """The reference op evaluated in float64 on upcast inputs."""
+    up = [a.double() if isinstance(a, torch.Tensor) else a for a in args]
+    return reference.conv_bn_act(*up, **kwargs)
+
+
+def randn(*shape, dtype=torch.float32, device="cpu", generator=None, channels_last=False):
+    t = torch.randn(*shape, generator=generator, dtype=torch.float32).to(device=device, dtype=dtype)
+    return t.contiguous(memory_format=torch.channels_last) if channels_last else t
