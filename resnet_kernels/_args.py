@@ -37,6 +37,13 @@ def pair(value: IntPair, name: str) -> tuple[int, int]:
     return items  # type: ignore[return-value]
 
 
+def integer(value: int, name: str) -> int:
+    """A plain int (bool and float rejected, as the op schema would, but with a clear message)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    return value
+
+
 @dataclass(frozen=True)
 class ConvGeometry:
     """Sizes of one call: input (N, C, H, W), weight (K, C/groups, R, S), output (N, K, P, Q)."""
@@ -142,9 +149,7 @@ def check_conv_args(
         raise ValueError(f"padding must be non-negative, got {padding_}")
     if min(dilation_) < 1:
         raise ValueError(f"dilation must be positive, got {dilation_}")
-    if isinstance(groups, bool) or not isinstance(groups, int):
-        raise TypeError(f"groups must be an int, got {type(groups).__name__}")
-    if groups < 1:
+    if integer(groups, "groups") < 1:
         raise ValueError(f"groups must be positive, got {groups}")
 
     n, c, h, w = x.shape
@@ -171,9 +176,7 @@ def check_conv_args(
     _check_vector(in_scale, "in_scale", c, "input channel", x)
     _check_vector(in_shift, "in_shift", c, "input channel", x)
 
-    if isinstance(residual_stride, bool) or not isinstance(residual_stride, int):
-        raise TypeError(f"residual_stride must be an int, got {type(residual_stride).__name__}")
-    if residual_stride < 1:
+    if integer(residual_stride, "residual_stride") < 1:
         raise ValueError(f"residual_stride must be positive, got {residual_stride}")
     if residual is not None:
         _check_tensor(residual, "residual", x)

@@ -7,7 +7,7 @@ from typing import Optional, Union
 import torch
 
 from . import backends, ops
-from ._args import IntPair, pair
+from ._args import IntPair, integer, pair
 
 BatchNormLike = Union[torch.nn.Module, tuple, list, dict]
 
@@ -73,11 +73,11 @@ def conv_bn_act(
         list(pair(stride, "stride")),
         list(pair(padding, "padding")),
         list(pair(dilation, "dilation")),
-        groups,
+        integer(groups, "groups"),
         bool(relu),
         in_scale,
         in_shift,
-        residual_stride,
+        integer(residual_stride, "residual_stride"),
         backends.resolve_name(backend),
     )
 

@@ -13,12 +13,13 @@ import torch
 
 from . import autoselect, backends
 from ._args import check_conv_args, output_memory_format
-from .reference import preactivation
+from .reference import compute_dtype, preactivation
 
 
-def _fp32_vector(v: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
-    """Per-channel vectors reach the kernels as contiguous float32."""
-    return None if v is None else v.to(torch.float32).contiguous()
+def _vector(v: Optional[torch.Tensor], dtype: torch.dtype) -> Optional[torch.Tensor]:
+    """Per-channel vectors reach the backends contiguous, in the compute dtype
+    (float32; float64 for float64 inputs, which only the reference accepts)."""
+    return None if v is None else v.to(dtype).contiguous()
 
 
 @torch.library.custom_op("resnet_kernels::conv_bn_act", mutates_args=())
@@ -43,19 +44,20 @@ def conv_bn_act(
         x, weight, scale, shift, residual, stride, padding, dilation, groups, in_scale, in_shift, residual_stride
     )
     name = backends.resolve_name(backend)
+    acc = compute_dtype(x.dtype)
     args = (
         x,
         weight,
-        _fp32_vector(scale),
-        _fp32_vector(shift),
+        _vector(scale, acc),
+        _vector(shift, acc),
         residual,
         geometry.stride,
         geometry.padding,
         geometry.dilation,
         groups,
         relu,
-        _fp32_vector(in_scale),
-        _fp32_vector(in_shift),
+        _vector(in_scale, acc),
+        _vector(in_shift, acc),
         residual_stride,
     )
     if name == "auto":

@@ -68,7 +68,10 @@ def conv_bn_act(
     acc = compute_dtype(x.dtype)
     # Zero padding is applied by conv2d after pre(), so a padded tap reads 0.
     inp = preactivation(x.to(acc), in_scale, in_shift)
-    y = F.conv2d(inp, weight.to(acc), None, tuple(stride), tuple(padding), tuple(dilation), groups)
+    # The inputs already carry the autocast dtype (functional.py casts them);
+    # the arithmetic itself must stay in `acc`.
+    with torch.autocast(x.device.type, enabled=False):
+        y = F.conv2d(inp, weight.to(acc), None, tuple(stride), tuple(padding), tuple(dilation), groups)
     if scale is not None:
         y = y * _channel(scale, acc)
     if shift is not None:
