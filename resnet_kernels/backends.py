@@ -12,7 +12,7 @@ then ``auto``.
 
 from __future__ import annotations
 
-import importlib
+import importlib.util
 import os
 from typing import Callable, Optional
 
@@ -77,13 +77,13 @@ def _triton_missing(x: torch.Tensor) -> Optional[str]:
 
 
 def cuda_extension_error() -> Optional[str]:
-    """None when the compiled extension is loaded, else why it is not."""
-    try:
-        importlib.import_module("resnet_kernels._C")
-    except ImportError as err:
+    """None when the compiled extension is loaded (and its fake registered), else why it is not."""
+    from . import cuda_ops
+
+    if cuda_ops.LOAD_ERROR is not None:
         return (
             "backend 'cuda' needs the compiled extension resnet_kernels._C, which is not built "
-            f"({err}); reinstall with a CUDA-enabled torch and nvcc present "
+            f"({cuda_ops.LOAD_ERROR}); reinstall with a CUDA-enabled torch and nvcc present "
             "(pip install --no-build-isolation .)"
         )
     return None
@@ -99,6 +99,8 @@ def _cuda_missing(x: torch.Tensor) -> Optional[str]:
 
 
 def _dtype_missing(name: str, x: torch.Tensor) -> Optional[str]:
+    if name == "cuda" and x.dtype not in (torch.float16, torch.bfloat16):
+        return f"backend 'cuda' supports float16 and bfloat16, not {x.dtype}; use backend='triton' or 'reference'"
     if x.dtype not in KERNEL_DTYPES:
         return f"backend {name!r} supports float16, bfloat16 and float32, not {x.dtype}; use backend='reference'"
     return None
@@ -128,7 +130,6 @@ def _triton_impl() -> Callable[..., torch.Tensor]:
 
 
 def _cuda_impl() -> Callable[..., torch.Tensor]:
-    importlib.import_module("resnet_kernels._C")
     return torch.ops.resnet_kernels.conv_bn_act_cuda
 
 

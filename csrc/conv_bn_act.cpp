@@ -1,0 +1,180 @@
+// The PyTorch op resnet_kernels::conv_bn_act_cuda: checks, layouts, launch.
+//
+// A thin wrapper over the raw-pointer launchers in kernels/: it validates the
+// call (the op may be called directly, not only through resnet_kernels.ops),
+// brings x to NHWC and the weight to KRSC, allocates the output, fills a
+// ConvParams and launches on the current stream.
+//
+// Layouts. The kernels read dense NHWC x and KRSC w. A (K, C/g, R, S) weight
+// in channels_last memory *is* KRSC, so both conversions are
+// .contiguous(channels_last): free for a channels_last model
+// (model.to(memory_format=torch.channels_last) converts conv weights too), one
+// copy per call otherwise. The kernels write NHWC; a non-channels_last x gets
+// its contiguous output through one more copy. The residual is read through
+// its own strides, never copied.
+#define TORCH_ASSERT_ONLY_METHOD_OPERATORS  // per-op headers only: keeps this TU's compile short
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <torch/library.h>
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <array>
+#include <limits>
+
+#include "kernels/launch.h"
+
+namespace resnet_kernels {
+namespace {
+
+constexpr const char* kOp = "conv_bn_act_cuda";
+
+int checked_int(int64_t v, const char* what) {
+  TORCH_CHECK(v <= std::numeric_limits<int>::max(), kOp, ": ", what, " = ", v, " does not fit in 32 bits");
+  return static_cast<int>(v);
+}
+
+void check_device(const at::Tensor& t, const char* name, const at::Tensor& x) {
+  TORCH_CHECK(t.is_cuda(), kOp, ": ", name, " must be a CUDA tensor, got device ", t.device(),
+              " (use backend='reference' or 'triton' for CPU tensors)");
+  TORCH_CHECK(t.device() == x.device(), kOp, ": ", name, " is on ", t.device(), " but x is on ", x.device());
+}
+
+// scale/shift/in_scale/in_shift: None or float32 of shape (length,).
+const float* vector_ptr(const std::optional<at::Tensor>& v, const char* name, int64_t length, const char* what,
+                        const at::Tensor& x) {
+  if (!v.has_value()) return nullptr;
+  check_device(*v, name, x);
+  TORCH_CHECK(v->scalar_type() == at::kFloat, kOp, ": ", name, " must be float32, got ", v->scalar_type());
+  TORCH_CHECK(v->dim() == 1 && v->size(0) == length, kOp, ": ", name, " must have shape (", length,
+              ",) (one value per ", what, "), got ", v->sizes());
+  TORCH_CHECK(v->is_contiguous(), kOp, ": ", name, " must be contiguous");
+  return v->data_ptr<float>();
+}
+
+// Fills the residual fields of p; the shape rule is option A's (see ConvParams).
+void set_residual(ConvParams& p, const std::optional<at::Tensor>& residual, int64_t residual_stride,
+                  const at::Tensor& x) {
+  TORCH_CHECK(residual_stride >= 1, kOp, ": residual_stride must be positive, got ", residual_stride);
+  if (!residual.has_value()) {
+    TORCH_CHECK(residual_stride == 1, kOp, ": residual_stride is set but residual is None");
+    return;
+  }
+  const at::Tensor& r = *residual;
+  check_device(r, "residual", x);
+  TORCH_CHECK(r.scalar_type() == x.scalar_type(), kOp, ": residual has dtype ", r.scalar_type(), " but x has ",
+              x.scalar_type());
+  TORCH_CHECK(r.dim() == 4, kOp, ": residual must be 4-D, got shape ", r.sizes());
+  const int64_t rs = residual_stride;
+  TORCH_CHECK(r.size(0) == p.N && r.size(1) >= 1 && r.size(1) <= p.K && (r.size(2) + rs - 1) / rs == p.P &&
+                  (r.size(3) + rs - 1) / rs == p.Q,
+              kOp, ": residual shape ", r.sizes(), " with residual_stride=", rs, " does not fit the output (", p.N,
+              ", ", p.K, ", ", p.P, ", ", p.Q, ")");
+  p.residual = r.data_ptr();
+  p.res_channels = static_cast<int>(r.size(1));
+  p.res_stride_n = r.stride(0);
+  p.res_stride_c = r.stride(1);
+  p.res_stride_h = r.stride(2) * rs;
+  p.res_stride_w = r.stride(3) * rs;
+}
+
+std::array<int, 2> pair(at::IntArrayRef v, const char* name, int64_t min) {
+  TORCH_CHECK(v.size() == 2, kOp, ": ", name, " must have 2 values, got ", v.size());
+  TORCH_CHECK(v[0] >= min && v[1] >= min, kOp, ": ", name, " must be >= ", min, ", got ", v);
+  return {checked_int(v[0], name), checked_int(v[1], name)};
+}
+
+}  // namespace
+
+at::Tensor conv_bn_act_cuda(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& scale,
+                            const std::optional<at::Tensor>& shift, const std::optional<at::Tensor>& residual,
+                            at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
+                            bool relu, const std::optional<at::Tensor>& in_scale,
+                            const std::optional<at::Tensor>& in_shift, int64_t residual_stride) {
+  check_device(x, "x", x);
+  check_device(weight, "weight", x);
+  TORCH_CHECK(x.scalar_type() == at::kHalf || x.scalar_type() == at::kBFloat16, kOp,
+              ": supports float16 and bfloat16 inputs; x is ", x.scalar_type(),
+              ". For float32 use backend='triton' or backend='reference'");
+  TORCH_CHECK(weight.scalar_type() == x.scalar_type(), kOp, ": weight has dtype ", weight.scalar_type(),
+              " but x has ", x.scalar_type());
+  TORCH_CHECK(x.dim() == 4, kOp, ": x must be 4-D (N, C, H, W), got shape ", x.sizes());
+  TORCH_CHECK(weight.dim() == 4, kOp, ": weight must be 4-D (K, C/groups, R, S), got shape ", weight.sizes());
+  TORCH_CHECK(x.numel() > 0 && weight.numel() > 0, kOp, ": x and weight must be non-empty");
+  TORCH_CHECK(groups >= 1 && x.size(1) % groups == 0 && weight.size(0) % groups == 0 &&
+                  weight.size(1) * groups == x.size(1),
+              kOp, ": groups=", groups, " does not fit x ", x.sizes(), " and weight ", weight.sizes());
+  const auto [stride_h, stride_w] = pair(stride, "stride", 1);
+  const auto [pad_h, pad_w] = pair(padding, "padding", 0);
+  const auto [dil_h, dil_w] = pair(dilation, "dilation", 1);
+
+  ConvParams p{};
+  p.N = checked_int(x.size(0), "N");
+  p.C = checked_int(x.size(1), "C");
+  p.H = checked_int(x.size(2), "H");
+  p.W = checked_int(x.size(3), "W");
+  p.K = checked_int(weight.size(0), "K");
+  p.R = checked_int(weight.size(2), "R");
+  p.S = checked_int(weight.size(3), "S");
+  p.stride_h = stride_h, p.stride_w = stride_w, p.pad_h = pad_h, p.pad_w = pad_w, p.dil_h = dil_h, p.dil_w = dil_w;
+  p.groups = checked_int(groups, "groups");
+  // PyTorch's output size floor((H + 2p - d(R-1) - 1) / s) + 1; a negative span means no output
+  // (and C++ division would truncate it towards zero, so it is checked first).
+  const int64_t span_h = int64_t(p.H) + 2 * pad_h - int64_t(dil_h) * (p.R - 1) - 1;
+  const int64_t span_w = int64_t(p.W) + 2 * pad_w - int64_t(dil_w) * (p.S - 1) - 1;
+  TORCH_CHECK(span_h >= 0 && span_w >= 0, kOp, ": output would be empty: input ", p.H, "x", p.W, " with kernel ",
+              p.R, "x", p.S, ", padding ", padding, ", dilation ", dilation);
+  p.P = checked_int(span_h / stride_h + 1, "P");
+  p.Q = checked_int(span_w / stride_w + 1, "Q");
+  checked_int(int64_t(p.R) * p.S * (p.C / p.groups), "R*S*C/groups");
+  p.relu = relu;
+  p.scale = vector_ptr(scale, "scale", p.K, "output channel", x);
+  p.shift = vector_ptr(shift, "shift", p.K, "output channel", x);
+  p.in_scale = vector_ptr(in_scale, "in_scale", p.C, "input channel", x);
+  p.in_shift = vector_ptr(in_shift, "in_shift", p.C, "input channel", x);
+  set_residual(p, residual, residual_stride, x);
+
+  const c10::cuda::CUDAGuard guard(x.device());
+  const at::Tensor x_nhwc = x.contiguous(at::MemoryFormat::ChannelsLast);
+  const at::Tensor w_krsc = weight.contiguous(at::MemoryFormat::ChannelsLast);
+  at::Tensor y = at::empty({p.N, p.K, p.P, p.Q}, x.options().memory_format(at::MemoryFormat::ChannelsLast));
+  p.x = x_nhwc.data_ptr();
+  p.w = w_krsc.data_ptr();
+  p.y = y.data_ptr();
+
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+  if (x.scalar_type() == at::kHalf) {
+    C10_CUDA_CHECK(launch_conv_bn_act<__half>(p, stream));
+  } else {
+    C10_CUDA_CHECK(launch_conv_bn_act<__nv_bfloat16>(p, stream));
+  }
+  // Same rule as resnet_kernels._args.output_memory_format.
+  const bool channels_last = x.is_contiguous(at::MemoryFormat::ChannelsLast) && !x.is_contiguous();
+  return channels_last ? y : y.contiguous();
+}
+
+// Called with CPU tensors only (the CUDA kernel handles mixed devices).
+at::Tensor conv_bn_act_cuda_on_cpu(const at::Tensor& x, const at::Tensor&, const std::optional<at::Tensor>&,
+                                   const std::optional<at::Tensor>&, const std::optional<at::Tensor>&,
+                                   at::IntArrayRef, at::IntArrayRef, at::IntArrayRef, int64_t, bool,
+                                   const std::optional<at::Tensor>&, const std::optional<at::Tensor>&, int64_t) {
+  TORCH_CHECK_NOT_IMPLEMENTED(false, kOp, ": x must be a CUDA tensor, got device ", x.device(),
+                              " (use backend='reference' or 'triton' for CPU tensors)");
+}
+
+TORCH_LIBRARY_FRAGMENT(resnet_kernels, m) {
+  m.set_python_module("resnet_kernels.cuda_ops");  // where the fake (meta) function lives
+  m.def(
+      "conv_bn_act_cuda(Tensor x, Tensor weight, Tensor? scale, Tensor? shift, Tensor? residual, int[] stride, "
+      "int[] padding, int[] dilation, int groups, bool relu, Tensor? in_scale, Tensor? in_shift, "
+      "int residual_stride) -> Tensor");
+}
+
+TORCH_LIBRARY_IMPL(resnet_kernels, CUDA, m) { m.impl("conv_bn_act_cuda", &conv_bn_act_cuda); }
+TORCH_LIBRARY_IMPL(resnet_kernels, CPU, m) { m.impl("conv_bn_act_cuda", &conv_bn_act_cuda_on_cpu); }
+
+}  // namespace resnet_kernels

@@ -1,0 +1,257 @@
+// Implicit-GEMM convolution on tensor cores (mma.sync m16n8k16, sm_80+).
+//
+// For one group g the convolution is the GEMM  D[m][n] = sum_k A[m][k] * B[n][k]:
+//   m = output pixel (n, p, q) flattened, M = N*P*Q rows;
+//   n = output channel within the group, K/groups columns;
+//   k = (r, s, c) flattened as (r*S + s)*Cg + c, gemm_k = R*S*Cg (Cg = C/groups);
+//   A[m][k] = pre(x[n, p*stride_h - pad_h + r*dil_h, q*stride_w - pad_w + s*dil_w, g*Cg + c]),
+//             0 outside the image (padding is applied after the prologue);
+//   B[n][k] = w[g*Kg + n][r][s][c]: a KRSC weight is B itself, each row contiguous in k.
+// A is never materialised: each k tile's A rows are gathered from NHWC x.
+//
+// One CTA computes a BM x BN tile of D (grid.x over M tiles, grid.y over
+// (group, N tile)), with a STAGES-deep ring of shared-memory buffers filled by
+// cp.async, BK = 32 elements of k per stage. Requires 8 | Cg, so a 16-byte
+// chunk (8 elements) of a tile row never straddles two taps, and 2 | Kg for
+// the paired output stores (see implicit_gemm_supports in launch.cu).
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include "kernels/conv_params.h"
+#include "kernels/epilogue.cuh"
+#include "kernels/ptx.cuh"
+#include "kernels/tile_config.h"
+
+namespace resnet_kernels {
+
+// Element offset of (row, 16-byte chunk) in a [rows][32] tile. A row is 64
+// bytes, so rows r and r+2 are 128 bytes apart and would hit the same banks
+// when ldmatrix reads one chunk from each of 8 consecutive rows (4-way
+// conflict). XOR-ing the chunk with (row/2)%4 places rows 2i and 2i+1 in the
+// two halves of a 128-byte line at chunk c^i: 8 consecutive rows cover all 8
+// 16-byte bank groups, for reads and for the cp.async writes alike.
+__device__ __forceinline__ int swizzle(int row, int chunk) { return row * 32 + ((chunk ^ ((row >> 1) & 3)) << 3); }
+
+template <typename T, typename Cfg>
+__global__ void __launch_bounds__(Cfg::THREADS) implicit_gemm_kernel(const ConvParams p) {
+  constexpr int BM = Cfg::BM, BN = Cfg::BN, BK = Cfg::BK, STAGES = Cfg::STAGES;
+  extern __shared__ __align__(128) unsigned char smem[];
+  T* smem_a = reinterpret_cast<T*>(smem);           // STAGES x [BM][BK]
+  T* smem_b = smem_a + STAGES * Cfg::A_TILE;        // STAGES x [BN][BK]
+
+  const T* x = static_cast<const T*>(p.x);
+  const T* w = static_cast<const T*>(p.w);
+  const int cg = p.c_per_group(), kg = p.k_per_group(), gemm_k = p.gemm_k();
+  const int k_tiles = (gemm_k + BK - 1) / BK;
+  const int n_tiles = (kg + BN - 1) / BN;
+  const int group = blockIdx.y / n_tiles;
+  const int n0 = (blockIdx.y - group * n_tiles) * BN;  // tile's first output channel within the group
+  const int64_t m0 = int64_t(blockIdx.x) * BM;
+  const int64_t M = p.pixels();
+
+  // ---- Loader state. Thread t copies chunk column t % CHUNKS of tile rows
+  // t / CHUNKS + i*ROW_STEP, of A and of B. Its k offset inside every k tile is
+  // therefore fixed, and one (r, s, c) decode per k tile serves all its copies.
+  const int chunk = threadIdx.x % Cfg::CHUNKS;
+  const int row0 = threadIdx.x / Cfg::CHUNKS;
+
+  // A rows are output pixels: x[n, 0, 0, g*Cg] and the input position of tap (0, 0).
+  const T* a_ptr[Cfg::A_LOADS];
+  int a_h0[Cfg::A_LOADS], a_w0[Cfg::A_LOADS];
+  bool a_row_ok[Cfg::A_LOADS];
+#pragma unroll
+  for (int i = 0; i < Cfg::A_LOADS; ++i) {
+    const int64_t m = m0 + row0 + i * Cfg::ROW_STEP;
+    a_row_ok[i] = m < M;
+    const int64_t mm = a_row_ok[i] ? m : 0;
+    const int64_t pq = int64_t(p.P) * p.Q;
+    const int64_t n = mm / pq;
+    const int op = int((mm - n * pq) / p.Q);
+    const int oq = int(mm - n * pq - int64_t(op) * p.Q);
+    a_ptr[i] = x + n * p.H * p.W * p.C + int64_t(group) * cg;
+    a_h0[i] = op * p.stride_h - p.pad_h;
+    a_w0[i] = oq * p.stride_w - p.pad_w;
+  }
+  // B rows are output channels: the KRSC weight row of channel g*Kg + n.
+  const T* b_ptr[Cfg::B_LOADS];
+  bool b_row_ok[Cfg::B_LOADS];
+#pragma unroll
+  for (int i = 0; i < Cfg::B_LOADS; ++i) {
+    const int n = n0 + row0 + i * Cfg::ROW_STEP;
+    b_row_ok[i] = n < kg;
+    b_ptr[i] = w + int64_t(group * kg + (b_row_ok[i] ? n : 0)) * gemm_k;
+  }
+
+  // This thread's k index in k tile kt, decoded into channel c and tap offsets.
+  struct KCoord {
+    int k, c, dh, dw;
+    bool ok;
+  };
+  auto decode_k = [&](int kt) {
+    const int k = kt * BK + chunk * 8;
+    const int rs = k / cg;
+    const int r = rs / p.S;
+    return KCoord{k, k - rs * cg, r * p.dil_h, (rs - r * p.S) * p.dil_w, k < gemm_k};
+  };
+  // Whether A row i has a real (non-padding) input element at k coordinate kc.
+  auto a_ok = [&](int i, const KCoord& kc) {
+    return kc.ok && a_row_ok[i] && unsigned(a_h0[i] + kc.dh) < unsigned(p.H) &&
+           unsigned(a_w0[i] + kc.dw) < unsigned(p.W);
+  };
+
+  // Issue the copies of k tile kt into ring slot `stage`; padding taps, rows
+  // past M or Kg and k past gemm_k are zero-filled by cp.async.
+  auto load_tile = [&](int stage, int kt) {
+    const KCoord kc = decode_k(kt);
+    T* sa = smem_a + stage * Cfg::A_TILE;
+    T* sb = smem_b + stage * Cfg::B_TILE;
+#pragma unroll
+    for (int i = 0; i < Cfg::A_LOADS; ++i) {
+      const bool ok = a_ok(i, kc);
+      const T* src = ok ? a_ptr[i] + (int64_t(a_h0[i] + kc.dh) * p.W + (a_w0[i] + kc.dw)) * p.C + kc.c : x;
+      ptx::cp_async_16(ptx::smem_addr(sa + swizzle(row0 + i * Cfg::ROW_STEP, chunk)), src, ok);
+    }
+#pragma unroll
+    for (int i = 0; i < Cfg::B_LOADS; ++i) {
+      const bool ok = kc.ok && b_row_ok[i];
+      ptx::cp_async_16(ptx::smem_addr(sb + swizzle(row0 + i * Cfg::ROW_STEP, chunk)), ok ? b_ptr[i] + kc.k : w, ok);
+    }
+  };
+
+  // Prologue pre(x) = relu(in_scale*x + in_shift), in place on the A chunks this
+  // thread copied itself (so its own cp.async wait suffices, no barrier). Chunks
+  // that were zero-filled stay zero: padding is applied after pre().
+  auto prologue_tile = [&](int stage, int kt) {
+    const KCoord kc = decode_k(kt);
+    if (!kc.ok) return;
+    float a[8], b[8];
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      const int c = group * cg + kc.c + j;
+      a[j] = p.in_scale ? __ldg(p.in_scale + c) : 1.f;
+      b[j] = p.in_shift ? __ldg(p.in_shift + c) : 0.f;
+    }
+    T* sa = smem_a + stage * Cfg::A_TILE;
+#pragma unroll
+    for (int i = 0; i < Cfg::A_LOADS; ++i) {
+      if (!a_ok(i, kc)) continue;
+      uint4* slot = reinterpret_cast<uint4*>(sa + swizzle(row0 + i * Cfg::ROW_STEP, chunk));
+      uint4 raw = *slot;
+      T* v = reinterpret_cast<T*>(&raw);
+#pragma unroll
+      for (int j = 0; j < 8; ++j) v[j] = from_float<T>(relu_keep_nan(a[j] * to_float(v[j]) + b[j]));
+      *slot = raw;
+    }
+  };
+
+  // ---- MMA state. Warps form a WARPS_M x WARPS_N grid of WM x WN warp tiles.
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  const int wm0 = (warp / Cfg::WARPS_N) * Cfg::WM;
+  const int wn0 = (warp % Cfg::WARPS_N) * Cfg::WN;
+  float acc[Cfg::MMA_M][Cfg::MMA_N][4] = {};
+
+  auto compute_tile = [&](int stage) {
+    const T* sa = smem_a + stage * Cfg::A_TILE;
+    const T* sb = smem_b + stage * Cfg::B_TILE;
+#pragma unroll
+    for (int ks = 0; ks < BK / 16; ++ks) {
+      uint32_t a[Cfg::MMA_M][4], b[Cfg::MMA_N][2];
+      // A 16x16 block = matrices (rows 0-7 | 8-15) x (k 0-7 | 8-15) in mma's
+      // a0..a3 order: lane l gives the address of row l%16, k half l/16.
+#pragma unroll
+      for (int i = 0; i < Cfg::MMA_M; ++i)
+        ptx::ldmatrix_x4(a[i], ptx::smem_addr(sa + swizzle(wm0 + i * 16 + lane % 16, 2 * ks + lane / 16)));
+      // B rows are n with k contiguous, which is mma's "col" operand as is.
+      // Matrices (n 0-7, k 0-7), (n 0-7, k 8-15), (n 8-15, k 0-7), (n 8-15, k 8-15):
+      // lane l gives row (l/16)*8 + l%8, k half (l/8)%2; registers 0,1 feed
+      // n tile 2j and registers 2,3 n tile 2j+1.
+#pragma unroll
+      for (int j = 0; j < Cfg::MMA_N / 2; ++j) {
+        uint32_t r[4];
+        ptx::ldmatrix_x4(r, ptx::smem_addr(sb + swizzle(wn0 + j * 16 + (lane / 16) * 8 + lane % 8,
+                                                        2 * ks + (lane / 8) % 2)));
+        b[2 * j][0] = r[0];
+        b[2 * j][1] = r[1];
+        b[2 * j + 1][0] = r[2];
+        b[2 * j + 1][1] = r[3];
+      }
+#pragma unroll
+      for (int i = 0; i < Cfg::MMA_M; ++i)
+#pragma unroll
+        for (int j = 0; j < Cfg::MMA_N; ++j) ptx::mma_16816<T>(acc[i][j], a[i], b[j]);
+    }
+  };
+
+  // ---- Pipeline. Tiles 0..STAGES-2 are put in flight first, one commit group
+  // per tile (empty groups past the last tile keep the group count uniform,
+  // so wait<STAGES-2> always means "tile kt has landed").
+#pragma unroll
+  for (int s = 0; s < STAGES - 1; ++s) {
+    if (s < k_tiles) load_tile(s, s);
+    ptx::cp_async_commit();
+  }
+  for (int kt = 0; kt < k_tiles; ++kt) {
+    const int stage = kt % STAGES;
+    ptx::cp_async_wait<STAGES - 2>();  // this thread's copies of tile kt are in shared memory
+    if (p.has_prologue()) prologue_tile(stage, kt);
+    // One barrier does two jobs: tile kt (prologue included) becomes visible
+    // to every warp, and every warp has finished computing tile kt-1, whose
+    // slot ((kt-1) % STAGES == (kt+STAGES-1) % STAGES) is refilled next.
+    __syncthreads();
+    const int next = kt + STAGES - 1;
+    if (next < k_tiles) load_tile(next % STAGES, next);
+    ptx::cp_async_commit();
+    compute_tile(stage);  // overlaps with the STAGES-1 tiles in flight
+  }
+
+  // ---- Epilogue straight from registers. Lane l holds rows l/4 and l/4 + 8
+  // and columns 2*(l%4), 2*(l%4)+1 of each m16n8 tile; the column pair is one
+  // 32-bit store. NHWC y is the row-major M x K matrix, row m at y + m*K.
+  T* y = static_cast<T*>(p.y);
+#pragma unroll
+  for (int i = 0; i < Cfg::MMA_M; ++i) {
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      const int64_t m = m0 + wm0 + i * 16 + lane / 4 + half * 8;
+      if (m >= M) continue;
+      const int64_t res_pixel = p.residual ? residual_pixel_offset(p, m) : 0;
+      T* y_row = y + m * p.K;
+#pragma unroll
+      for (int j = 0; j < Cfg::MMA_N; ++j) {
+        const int n = n0 + wn0 + j * 8 + 2 * (lane % 4);
+        if (n >= kg) continue;  // kg is even, so n + 1 < kg too
+        const int k = group * kg + n;
+        const float v0 = epilogue<T>(p, acc[i][j][2 * half], k, res_pixel);
+        const float v1 = epilogue<T>(p, acc[i][j][2 * half + 1], k + 1, res_pixel);
+        *reinterpret_cast<uint32_t*>(y_row + k) = pack2<T>(v0, v1);
+      }
+    }
+  }
+}
+
+template <typename T, typename Cfg>
+cudaError_t launch_tile(const ConvParams& p, cudaStream_t stream) {
+  const int kg = p.k_per_group();
+  const dim3 grid(unsigned((p.pixels() + Cfg::BM - 1) / Cfg::BM), unsigned((kg + Cfg::BN - 1) / Cfg::BN * p.groups));
+  auto* kernel = implicit_gemm_kernel<T, Cfg>;
+  if (Cfg::SMEM_BYTES > 48 * 1024) {  // above the default dynamic shared-memory limit
+    const cudaError_t err =
+        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Cfg::SMEM_BYTES);
+    if (err != cudaSuccess) return err;
+  }
+  kernel<<<grid, Cfg::THREADS, Cfg::SMEM_BYTES, stream>>>(p);
+  return cudaGetLastError();
+}
+
+template <typename T>
+cudaError_t launch_implicit_gemm(const ConvParams& p, int num_sms, cudaStream_t stream) {
+  // The large tile halves the shared-memory traffic per MMA but only pays
+  // when it still gives every SM at least one CTA.
+  const int64_t large_ctas = (p.pixels() + LargeTile::BM - 1) / LargeTile::BM *
+                             ((p.k_per_group() + LargeTile::BN - 1) / LargeTile::BN) * p.groups;
+  if (p.k_per_group() >= LargeTile::BN && large_ctas >= num_sms) return launch_tile<T, LargeTile>(p, stream);
+  return launch_tile<T, SmallTile>(p, stream);
+}
+
+}  // namespace resnet_kernels

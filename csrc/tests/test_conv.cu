@@ -1,0 +1,208 @@
+// Standalone check of the conv launchers against a naive convolution.
+//
+// Needs only the CUDA runtime and csrc/kernels/ (no libtorch). For each case
+// it builds random NCHW float tensors, computes the fused op with a naive
+// NCHW float kernel, feeds the same values as NHWC/KRSC __half/__nv_bfloat16
+// to launch_conv_bn_act (tensor-core or direct, whichever it picks) and to
+// launch_direct_conv, and compares. Outputs are NaN-poisoned before each
+// launch, so an element the kernel forgets to write fails the check.
+// Exit status 0 when every case passes (run by ctest; needs a GPU).
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <random>
+#include <type_traits>
+#include <vector>
+
+#include "kernels/launch.h"
+
+using resnet_kernels::ConvParams;
+
+#define CHECK_CUDA(call)                                                                          \
+  do {                                                                                            \
+    const cudaError_t err_ = (call);                                                              \
+    if (err_ != cudaSuccess) {                                                                    \
+      std::fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call, cudaGetErrorString(err_)); \
+      std::exit(2);                                                                               \
+    }                                                                                             \
+  } while (0)
+
+struct Case {
+  const char* name;
+  int n, c, h, w, k, r, s, stride, pad, dil, groups;
+  int residual;  // 0 none, 1 same shape (NHWC), 2 option A: K/2 channels, residual_stride 2 (NCHW)
+  bool prologue, relu;
+};
+
+// Naive fused op, NCHW float: one thread per output element, written from the definition.
+__global__ void naive_conv(const float* x, const float* w, const float* scale, const float* shift,
+                           const float* in_scale, const float* in_shift, const float* res, int res_c, int res_h,
+                           int res_w, int res_stride, Case cs, int P, int Q, float* y) {
+  const long long total = (long long)cs.n * cs.k * P * Q;
+  const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= total) return;
+  const int q = i % Q, p = (i / Q) % P, k = (i / ((long long)P * Q)) % cs.k, n = i / ((long long)cs.k * P * Q);
+  const int cg = cs.c / cs.groups, g = k / (cs.k / cs.groups);
+  float acc = 0.f;
+  for (int c = 0; c < cg; ++c)
+    for (int r = 0; r < cs.r; ++r)
+      for (int s = 0; s < cs.s; ++s) {
+        const int h = p * cs.stride - cs.pad + r * cs.dil, ww = q * cs.stride - cs.pad + s * cs.dil;
+        if (h < 0 || h >= cs.h || ww < 0 || ww >= cs.w) continue;
+        const int ci = g * cg + c;
+        float v = x[(((long long)n * cs.c + ci) * cs.h + h) * cs.w + ww];
+        if (in_scale) v = fmaxf(v * in_scale[ci] + in_shift[ci], 0.f);
+        acc += v * w[(((long long)k * cg + c) * cs.r + r) * cs.s + s];
+      }
+  float v = acc * scale[k] + shift[k];
+  if (res && k < res_c) v += res[(((long long)n * res_c + k) * res_h + p * res_stride) * res_w + q * res_stride];
+  y[i] = cs.relu ? fmaxf(v, 0.f) : v;
+}
+
+template <typename T>
+T* upload(const std::vector<float>& host) {
+  std::vector<T> t(host.size());
+  for (size_t i = 0; i < host.size(); ++i) t[i] = T(host[i]);
+  T* dev = nullptr;
+  CHECK_CUDA(cudaMalloc(&dev, t.size() * sizeof(T)));
+  CHECK_CUDA(cudaMemcpy(dev, t.data(), t.size() * sizeof(T), cudaMemcpyHostToDevice));
+  return dev;
+}
+
+// Round to T and back, so the naive kernel sees exactly the values the kernels get.
+template <typename T>
+std::vector<float> rounded(std::vector<float> v) {
+  for (float& e : v) e = float(T(e));
+  return v;
+}
+
+// a[(i0*d1 + i1)*d2 + ...] reordered by `perm` (as torch's permute(...).contiguous()).
+std::vector<float> permute4(const std::vector<float>& a, const int (&dims)[4], const int (&perm)[4]) {
+  std::vector<float> out(a.size());
+  const int od[4] = {dims[perm[0]], dims[perm[1]], dims[perm[2]], dims[perm[3]]};
+  size_t o = 0;
+  int idx[4];
+  for (idx[0] = 0; idx[0] < od[0]; ++idx[0])
+    for (idx[1] = 0; idx[1] < od[1]; ++idx[1])
+      for (idx[2] = 0; idx[2] < od[2]; ++idx[2])
+        for (idx[3] = 0; idx[3] < od[3]; ++idx[3]) {
+          int src[4];
+          for (int d = 0; d < 4; ++d) src[perm[d]] = idx[d];
+          out[o++] = a[((size_t(src[0]) * dims[1] + src[1]) * dims[2] + src[2]) * dims[3] + src[3]];
+        }
+  return out;
+}
+
+template <typename T>
+bool run_case(const Case& cs, bool direct_only, std::mt19937& rng) {
+  const int P = (cs.h + 2 * cs.pad - cs.dil * (cs.r - 1) - 1) / cs.stride + 1;
+  const int Q = (cs.w + 2 * cs.pad - cs.dil * (cs.s - 1) - 1) / cs.stride + 1;
+  const int cg = cs.c / cs.groups;
+  std::normal_distribution<float> normal;
+  auto randn = [&](size_t count, float mul, float add) {
+    std::vector<float> v(count);
+    for (float& e : v) e = add + mul * normal(rng);
+    return v;
+  };
+  const std::vector<float> x = rounded<T>(randn(size_t(cs.n) * cs.c * cs.h * cs.w, 1.f, 0.f));
+  const std::vector<float> w = rounded<T>(randn(size_t(cs.k) * cg * cs.r * cs.s, 1.f / std::sqrt(cg * cs.r * cs.s), 0.f));
+  const std::vector<float> scale = randn(cs.k, 0.2f, 1.f), shift = randn(cs.k, 0.2f, 0.f);
+  const std::vector<float> in_scale = randn(cs.c, 0.2f, 1.f), in_shift = randn(cs.c, 0.5f, 0.f);
+  const int res_stride = cs.residual == 2 ? 2 : 1;
+  const int res_c = cs.residual == 2 ? cs.k / 2 : cs.k;
+  const int res_h = P * res_stride, res_w = Q * res_stride;
+  const std::vector<float> res = rounded<T>(randn(size_t(cs.n) * res_c * res_h * res_w, 1.f, 0.f));
+
+  // Reference on the GPU.
+  float* dev[8];
+  const std::vector<float>* host[7] = {&x, &w, &scale, &shift, &in_scale, &in_shift, &res};
+  for (int i = 0; i < 7; ++i) dev[i] = upload<float>(*host[i]);
+  const size_t out_count = size_t(cs.n) * cs.k * P * Q;
+  CHECK_CUDA(cudaMalloc(&dev[7], out_count * sizeof(float)));
+  naive_conv<<<unsigned((out_count + 255) / 256), 256>>>(dev[0], dev[1], dev[2], dev[3], cs.prologue ? dev[4] : nullptr,
+                                                         dev[5], cs.residual ? dev[6] : nullptr, res_c, res_h, res_w,
+                                                         res_stride, cs, P, Q, dev[7]);
+  CHECK_CUDA(cudaGetLastError());
+  std::vector<float> ref_nchw(out_count);
+  CHECK_CUDA(cudaMemcpy(ref_nchw.data(), dev[7], out_count * sizeof(float), cudaMemcpyDeviceToHost));
+
+  // The kernel under test: NHWC x, KRSC w, NHWC output; residual NHWC (same
+  // shape) or NCHW (option A) to exercise the stride arithmetic.
+  T* x_nhwc = upload<T>(permute4(x, {cs.n, cs.c, cs.h, cs.w}, {0, 2, 3, 1}));
+  T* w_krsc = upload<T>(permute4(w, {cs.k, cg, cs.r, cs.s}, {0, 2, 3, 1}));
+  const bool res_nhwc = cs.residual == 1;
+  T* res_dev = upload<T>(res_nhwc ? permute4(res, {cs.n, res_c, res_h, res_w}, {0, 2, 3, 1}) : res);
+  T* y = nullptr;
+  CHECK_CUDA(cudaMalloc(&y, out_count * sizeof(T)));
+  CHECK_CUDA(cudaMemset(y, 0xff, out_count * sizeof(T)));  // all-ones bits: NaN in fp16 and bf16
+
+  ConvParams p{};
+  p.x = x_nhwc, p.w = w_krsc, p.y = y;
+  p.scale = dev[2], p.shift = dev[3];
+  if (cs.prologue) p.in_scale = dev[4], p.in_shift = dev[5];
+  if (cs.residual) {
+    p.residual = res_dev;
+    p.res_channels = res_c;
+    p.res_stride_n = int64_t(res_c) * res_h * res_w;
+    p.res_stride_c = res_nhwc ? 1 : int64_t(res_h) * res_w;
+    p.res_stride_h = (res_nhwc ? int64_t(res_w) * res_c : res_w) * res_stride;
+    p.res_stride_w = (res_nhwc ? res_c : 1) * res_stride;
+  }
+  p.N = cs.n, p.H = cs.h, p.W = cs.w, p.C = cs.c, p.K = cs.k, p.R = cs.r, p.S = cs.s, p.P = P, p.Q = Q;
+  p.stride_h = p.stride_w = cs.stride, p.pad_h = p.pad_w = cs.pad, p.dil_h = p.dil_w = cs.dil;
+  p.groups = cs.groups, p.relu = cs.relu;
+  const bool tensor_cores = !direct_only && resnet_kernels::implicit_gemm_supports(p);
+  CHECK_CUDA(direct_only ? resnet_kernels::launch_direct_conv<T>(p, 0) : resnet_kernels::launch_conv_bn_act<T>(p, 0));
+  CHECK_CUDA(cudaDeviceSynchronize());
+  std::vector<T> out(out_count);
+  CHECK_CUDA(cudaMemcpy(out.data(), y, out_count * sizeof(T), cudaMemcpyDeviceToHost));
+
+  // |out - ref| <= tol * (|ref| + rms(ref)): output rounding plus fp32 summation order.
+  const std::vector<float> ref = permute4(ref_nchw, {cs.n, cs.k, P, Q}, {0, 2, 3, 1});
+  double sq = 0;
+  for (float v : ref) sq += double(v) * v;
+  const double rms = std::sqrt(sq / ref.size());
+  const double tol = std::is_same<T, __half>::value ? 4e-3 : 2e-2;
+  size_t bad = 0;
+  double worst = 0;
+  for (size_t i = 0; i < out_count; ++i) {
+    const double err = std::fabs(double(float(out[i])) - ref[i]);
+    if (!(err <= tol * (std::fabs(ref[i]) + rms))) ++bad;  // NaN (unwritten) counts as bad
+    if (err > worst || std::isnan(err)) worst = err;
+  }
+  std::printf("%-5s %-28s %-13s %s  max err %.3g (rms %.3g), %zu bad\n", bad ? "FAIL" : "ok", cs.name,
+              tensor_cores ? "tensor-core" : "direct", std::is_same<T, __half>::value ? "fp16" : "bf16", worst, rms,
+              bad);
+  for (float* d : dev) CHECK_CUDA(cudaFree(d));
+  for (void* d : {(void*)x_nhwc, (void*)w_krsc, (void*)res_dev, (void*)y}) CHECK_CUDA(cudaFree(d));
+  return bad == 0;
+}
+
+int main() {
+  const Case cases[] = {
+      // name                          n    c   h   w    k  r  s st pad dil g  res pro  relu
+      {"3x3 s1, residual", 2, 64, 14, 14, 64, 3, 3, 1, 1, 1, 1, 1, false, true},
+      {"3x3 s1, large tile", 8, 64, 56, 56, 128, 3, 3, 1, 1, 1, 1, 0, false, true},
+      {"1x1 s2 projection", 2, 64, 16, 16, 256, 1, 1, 2, 0, 1, 1, 0, false, false},
+      {"grouped 16x8, prologue", 2, 128, 14, 14, 128, 3, 3, 2, 1, 1, 16, 0, true, true},
+      {"stem 7x7 s2 C=3", 2, 3, 32, 32, 64, 7, 7, 2, 3, 1, 1, 0, false, true},
+      {"option A residual", 2, 16, 16, 16, 32, 3, 3, 2, 1, 1, 1, 2, false, true},
+      {"dilation 2, tails", 1, 32, 9, 11, 48, 3, 3, 1, 2, 2, 1, 1, true, false},
+      {"depthwise", 2, 32, 10, 10, 32, 3, 3, 1, 1, 1, 32, 0, true, true},
+      {"odd K", 1, 16, 8, 8, 9, 3, 3, 1, 1, 1, 1, 0, false, true},
+      {"gemm_k tail (C=8)", 2, 8, 12, 12, 16, 3, 3, 1, 1, 1, 1, 1, true, true},
+  };
+  std::mt19937 rng(1234);
+  bool ok = true;
+  for (const Case& cs : cases)
+    for (bool direct_only : {false, true}) {
+      ok = run_case<__half>(cs, direct_only, rng) && ok;
+      ok = run_case<__nv_bfloat16>(cs, direct_only, rng) && ok;
+    }
+  std::printf(ok ? "all cases passed\n" : "FAILED\n");
+  return ok ? 0 : 1;
+}

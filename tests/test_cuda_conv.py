@@ -1,0 +1,208 @@
+"""The cuda backend's kernels against the float64 reference (GPU only).
+
+Every distinct conv layer of the ImageNet ResNets at batch 1 and 32 must be at
+most twice as far from float64 as cuDNN itself is; the contract features
+(option-A residual, prologue with padding, groups, the C=3 stem, other layouts)
+are checked on small shapes; opcheck runs on CUDA tensors.
+
+Unwritten outputs: the op's schema has no out= argument, so each numeric test
+frees a NaN-filled block of the output's exact size to an emptied caching
+allocator just before the call; the op's output allocation then reuses it
+(asserted through data_ptr). This needs channels_last x and weight, so that the
+output is the op's only allocation.
+"""
+
+import math
+import zlib
+
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import needs_cuda, needs_extension
+from helpers import REL_TOL, oracle, rel_error
+
+from resnet_kernels import cuda_ops  # noqa: F401  (loads the extension, registers the fake)
+from resnet_kernels.layer_shapes import distinct_layers
+
+pytestmark = [needs_cuda, needs_extension]
+
+DTYPES = [torch.float16, torch.bfloat16]
+CL = torch.channels_last
+# Error floors for the cuDNN comparison: cuDNN can be (nearly) exact on a
+# layer where a different but equally valid summation order is not.
+GPU_FLOOR = {torch.float16: 5e-4, torch.bfloat16: 4e-3}
+
+
+def _op(*args):
+    return torch.ops.resnet_kernels.conv_bn_act_cuda(*args)
+
+
+@pytest.fixture
+def gen(request):
+    """A generator seeded from the test's id: fresh inputs per case, the same on every run."""
+    return torch.Generator().manual_seed(zlib.crc32(request.node.nodeid.encode()))
+
+
+def _randn(gen, *shape, dtype, memory_format=CL):
+    return torch.randn(*shape, generator=gen).to("cuda", dtype).contiguous(memory_format=memory_format)
+
+
+def _weight(gen, k, c_per_group, r, s, dtype):
+    w = torch.randn(k, c_per_group, r, s, generator=gen) / math.sqrt(c_per_group * r * s)
+    return w.to("cuda", dtype).contiguous(memory_format=CL)  # KRSC memory: no repack in the op
+
+
+def _vector(gen, n, positive=False):
+    v = torch.rand(n, generator=gen) + 0.5 if positive else torch.randn(n, generator=gen)
+    return v.to("cuda")
+
+
+def _into_poisoned_memory(args, shape):
+    """Run the op so that its output lands in memory just filled with NaN."""
+    torch.cuda.empty_cache()
+    poison = torch.full((math.prod(shape),), float("nan"), dtype=args[0].dtype, device="cuda")
+    address = poison.data_ptr()
+    del poison
+    y = _op(*args)
+    assert y.data_ptr() == address, "the output did not reuse the poisoned block; the NaN check would be vacuous"
+    torch.cuda.synchronize()
+    assert not torch.isnan(y).any(), "the kernel left elements of the output unwritten"
+    return y
+
+
+def _cudnn_eager(x, w, sc, sh, res, layer):
+    """cuDNN's conv in the input dtype, then BN, add and ReLU in fp32 on its rounded output."""
+    y = F.conv2d(x, w, None, layer.stride, layer.padding, 1, layer.groups).float()
+    y = y * sc.view(1, -1, 1, 1) + sh.view(1, -1, 1, 1)
+    if res is not None:
+        y = y + res.float()
+    return (torch.relu(y) if layer.relu else y).to(x.dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("batch", [1, 32])
+@pytest.mark.parametrize("layer", distinct_layers(), ids=lambda layer: layer.name)
+def test_resnet_layer(layer, batch, dtype, gen):
+    x = _randn(gen, batch, layer.C, layer.H, layer.W, dtype=dtype)
+    w = _weight(gen, layer.K, layer.C // layer.groups, layer.R, layer.S, dtype)
+    sc, sh = _vector(gen, layer.K, positive=True), _vector(gen, layer.K)
+    res = _randn(gen, batch, layer.K, layer.P, layer.Q, dtype=dtype) if layer.has_residual else None
+    conv = ([layer.stride] * 2, [layer.padding] * 2, [1, 1], layer.groups)
+    args = (x, w, sc, sh, res, *conv, layer.relu, None, None, 1)
+    y = _into_poisoned_memory(args, (batch, layer.K, layer.P, layer.Q))
+    assert y.is_contiguous(memory_format=CL)
+    ref = oracle(*args)
+    ours, cudnn = rel_error(y, ref), rel_error(_cudnn_eager(x, w, sc, sh, res, layer), ref)
+    assert ours <= max(2 * cudnn, GPU_FLOOR[dtype]), f"error {ours:.3g} vs cuDNN {cudnn:.3g}"
+
+
+# --- contract features on small shapes ---------------------------------------------------------
+
+# name: (N, C, H, W, K, R, S, stride, padding, dilation, groups); the comment says which kernel runs.
+SHAPES = {
+    "3x3_p1": (2, 64, 9, 9, 64, 3, 3, 1, 1, 1, 1),  # tensor cores, small tile
+    "1x1_s2": (2, 64, 9, 9, 256, 1, 1, 2, 0, 1, 1),  # tensor cores, M tail
+    "3x3_s2_large_tile": (16, 64, 32, 32, 128, 3, 3, 2, 1, 1, 1),  # tensor cores, 128x128 tile
+    "dilation2_k_tail": (1, 24, 11, 7, 40, 3, 3, 1, 2, 2, 1),  # tensor cores, gemm_k and Kg tails
+    "groups32_c8": (2, 256, 8, 8, 256, 3, 3, 1, 1, 1, 32),  # tensor cores, one grid row per group
+    "groups32_c4": (2, 128, 8, 8, 128, 3, 3, 2, 1, 1, 32),  # direct (ResNeXt 32x4d stage 1)
+    "stem_c3": (2, 3, 20, 20, 64, 7, 7, 2, 3, 1, 1),  # direct
+    "depthwise": (2, 32, 7, 7, 32, 3, 3, 1, 1, 1, 32),  # direct
+    "odd_k": (1, 16, 6, 6, 9, 3, 3, 1, 1, 1, 1),  # direct
+}
+
+
+def _case(name, dtype, gen, memory_format=CL):
+    n, c, h, w, k, r, s, stride, padding, dilation, groups = SHAPES[name]
+    x = _randn(gen, n, c, h, w, dtype=dtype, memory_format=memory_format)
+    wt = _weight(gen, k, c // groups, r, s, dtype)
+    p = (h + 2 * padding - dilation * (r - 1) - 1) // stride + 1
+    q = (w + 2 * padding - dilation * (s - 1) - 1) // stride + 1
+    conv = ([stride] * 2, [padding] * 2, [dilation] * 2, groups)
+    return x, wt, conv, (n, k, p, q)
+
+
+def _check(args, out_shape):
+    y = _into_poisoned_memory(args, out_shape)
+    err = rel_error(y, oracle(*args))
+    assert err <= REL_TOL[args[0].dtype], f"relative error {err:.3g} > {REL_TOL[args[0].dtype]:.3g}"
+    return y
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("name", list(SHAPES))
+def test_shapes_with_residual(name, dtype, gen):
+    x, w, conv, out = _case(name, dtype, gen)
+    sc, sh = _vector(gen, out[1], positive=True), _vector(gen, out[1])
+    res = _randn(gen, *out, dtype=dtype, memory_format=torch.contiguous_format)  # read through its strides
+    _check((x, w, sc, sh, res, *conv, True, None, None, 1), out)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("name", ["3x3_p1", "groups32_c8", "stem_c3", "dilation2_k_tail"])
+@pytest.mark.parametrize("in_scale,in_shift", [(True, True), (False, True), (True, False)])
+def test_prologue_keeps_padding_at_zero(name, in_scale, in_shift, dtype, gen):
+    x, w, conv, out = _case(name, dtype, gen)
+    c = x.shape[1]
+    # A positive in_shift makes relu(in_shift) > 0, so padding before pre() would show.
+    pre = (_vector(gen, c, positive=True) if in_scale else None, _vector(gen, c, positive=True) if in_shift else None)
+    _check((x, w, None, _vector(gen, out[1]), None, *conv, False, *pre, 1), out)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("res_channels,residual_stride,res_format", [(32, 2, CL), (16, 2, torch.contiguous_format),
+                                                                       (64, 1, CL), (5, 3, torch.contiguous_format)])
+def test_option_a_residual(res_channels, residual_stride, res_format, dtype, gen):
+    x, w, conv, out = _case("3x3_p1", dtype, gen)
+    n, _, p, q = out
+    size = p * residual_stride - (residual_stride - 1)  # ceil(size / residual_stride) == p
+    res = _randn(gen, n, res_channels, size, size, dtype=dtype, memory_format=res_format)
+    _check((x, w, None, None, res, *conv, True, None, None, residual_stride), out)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("layout", ["contiguous", "sliced"])
+def test_non_channels_last_input(layout, dtype, gen):
+    """x is converted to NHWC and the output comes back contiguous (NCHW)."""
+    x, w, conv, out = _case("3x3_p1", dtype, gen, memory_format=torch.contiguous_format)
+    if layout == "sliced":  # every other channel of a larger tensor
+        x = _randn(gen, x.shape[0], 2 * x.shape[1], *x.shape[2:], dtype=dtype)[:, ::2]
+    w = w.contiguous()  # an NCHW weight: repacked to KRSC by the op
+    args = (x, w, None, _vector(gen, out[1]), None, *conv, True, None, None, 1)
+    y = _op(*args)
+    assert y.is_contiguous()
+    assert rel_error(y, oracle(*args)) <= REL_TOL[dtype]
+
+
+def test_public_api_runs_the_cuda_backend(gen):
+    from resnet_kernels.functional import conv_bn_act
+
+    x, w, conv, out = _case("1x1_s2", torch.float16, gen)
+    y = conv_bn_act(x, w, stride=2, backend="cuda")
+    ref = conv_bn_act(x.double(), w.double(), stride=2, backend="reference")
+    assert y.shape == out and rel_error(y, ref) <= REL_TOL[torch.float16]
+
+
+# --- the op contract and errors ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["3x3_p1", "stem_c3"])
+def test_opcheck_on_cuda(name, gen):
+    x, w, conv, out = _case(name, torch.float16, gen)
+    res = _randn(gen, *out, dtype=torch.float16)
+    args = (x, w, _vector(gen, out[1]), _vector(gen, out[1]), res, *conv, True, _vector(gen, x.shape[1]), None, 1)
+    torch.library.opcheck(torch.ops.resnet_kernels.conv_bn_act_cuda.default, args)
+
+
+def test_float32_is_rejected_and_names_the_other_backends(gen):
+    x, w, conv, _ = _case("3x3_p1", torch.float32, gen)
+    with pytest.raises(RuntimeError, match="backend='triton' or backend='reference'"):
+        _op(x, w, None, None, None, *conv, True, None, None, 1)
+
+
+def test_mixed_devices_name_the_argument(gen):
+    x, w, conv, _ = _case("3x3_p1", torch.float16, gen)
+    with pytest.raises(RuntimeError, match="weight must be a CUDA tensor"):
+        _op(x, w.cpu(), None, None, None, *conv, True, None, None, 1)
+    with pytest.raises(RuntimeError, match="scale must be float32"):
+        _op(x, w, torch.ones(w.shape[0], device="cuda", dtype=torch.float16), None, None, *conv, True, None, None, 1)
