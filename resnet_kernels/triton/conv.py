@@ -1,0 +1,131 @@
+"""Host side of the fused conv kernel: output buffer, weight packing, launch.
+
+Called by the op layer with validated arguments (see resnet_kernels/_args.py).
+Inputs are used with whatever strides they have (no copies): the kernel
+indexes x, the residual and the output through their strides, so NCHW,
+channels_last and sliced tensors are all correct; channels_last is the fast
+layout. The output has x's memory format (channels_last iff x is).
+
+fp32 inputs use TF32 tensor cores exactly when torch.backends.cudnn.allow_tf32
+is set (torch's default, and the switch torch's own convolutions obey), else
+full-precision fp32 ("ieee") dots. Accumulation is fp32 for every dtype.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import torch
+import triton
+
+from .._args import output_memory_format, output_size
+from . import tuning
+from .conv_kernel import conv_bn_act_kernel
+from .weights import merge_factor, packed_weight
+
+# CUDA allows at most 65535 blocks in grid dimension y, which indexes groups.
+_MAX_GRID_GROUPS = 65535
+
+
+def _dense_rows(x: torch.Tensor) -> bool:
+    """True when pixel (n, h, w) of x starts at ((n*H + h)*W + w) * stride_w: x as an (N*H*W, C) matrix."""
+    n, _, h, w = x.shape
+    s_n, _, s_h, s_w = x.stride()
+    return (s_h == w * s_w or h == 1) and (s_n == h * w * s_w or n == 1)
+
+
+def _output(out: Optional[torch.Tensor], x: torch.Tensor, shape: tuple) -> torch.Tensor:
+    if out is None:
+        return torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=output_memory_format(x))
+    if not isinstance(out, torch.Tensor):
+        raise TypeError(f"out must be a torch.Tensor, got {type(out).__name__}")
+    if tuple(out.shape) != shape:
+        raise ValueError(f"out must have shape {shape}, got {tuple(out.shape)}")
+    if out.dtype != x.dtype or out.device != x.device:
+        raise TypeError(f"out must be {x.dtype} on {x.device} like x, got {out.dtype} on {out.device}")
+    if not (out.is_contiguous() or out.is_contiguous(memory_format=torch.channels_last)):
+        raise ValueError("out must be contiguous or channels_last (every element written exactly once)")
+    return out
+
+
+def kernel_args(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    scale: Optional[torch.Tensor],
+    shift: Optional[torch.Tensor],
+    residual: Optional[torch.Tensor],
+    stride: Sequence[int],
+    padding: Sequence[int],
+    dilation: Sequence[int],
+    groups: int,
+    relu: bool,
+    in_scale: Optional[torch.Tensor],
+    in_shift: Optional[torch.Tensor],
+    residual_stride: int,
+    out: Optional[torch.Tensor] = None,
+) -> tuple[dict, int]:
+    """The kernel's arguments for one call (all but the tile sizes) and its number of (merged) groups."""
+    n, _, h, w = x.shape
+    k, c_per_group, r, s = weight.shape
+    p = output_size(h, r, stride[0], padding[0], dilation[0])
+    q = output_size(w, s, stride[1], padding[1], dilation[1])
+    merge = merge_factor(groups, c_per_group, k // groups)
+    kernel_groups = groups // merge
+    if kernel_groups > _MAX_GRID_GROUPS:
+        raise ValueError(
+            f"groups={groups} is more than the triton backend can launch ({_MAX_GRID_GROUPS} after merging)"
+        )
+    out = _output(out, x, (n, k, p, q))
+    res_strides = (0, 0, 0, 0) if residual is None else residual.stride()
+    # Absent optional tensors: the kernel never reads the pointer (its HAS_* flag is off).
+    args = dict(
+        x_ptr=x, w_ptr=packed_weight(weight, groups, merge), out_ptr=out,
+        scale_ptr=x if scale is None else scale, shift_ptr=x if shift is None else shift,
+        res_ptr=x if residual is None else residual,
+        in_scale_ptr=x if in_scale is None else in_scale, in_shift_ptr=x if in_shift is None else in_shift,
+        M=n * p * q, H=h, W=w, P=p, Q=q, C=c_per_group * merge, K=(k // groups) * merge,
+        stride_h=stride[0], stride_w=stride[1], pad_h=padding[0], pad_w=padding[1],
+        dil_h=dilation[0], dil_w=dilation[1],
+        sxn=x.stride(0), sxc=x.stride(1), sxh=x.stride(2), sxw=x.stride(3),
+        son=out.stride(0), sok=out.stride(1), sop=out.stride(2), soq=out.stride(3),
+        srn=res_strides[0], src=res_strides[1], srh=res_strides[2], srw=res_strides[3],
+        res_channels=0 if residual is None else residual.shape[1], res_step=residual_stride,
+        R=r, S=s,
+        IS_GEMM=r == 1 and s == 1 and tuple(stride) == (1, 1) and tuple(padding) == (0, 0) and _dense_rows(x),
+        HAS_SCALE=scale is not None, HAS_SHIFT=shift is not None, HAS_RES=residual is not None, RELU=bool(relu),
+        HAS_IN_SCALE=in_scale is not None, HAS_IN_SHIFT=in_shift is not None,
+        UPCAST=tuning.interpreting() and x.dtype == torch.bfloat16,
+        DOT_PRECISION="tf32" if x.dtype == torch.float32 and torch.backends.cudnn.allow_tf32 else "ieee",
+    )
+    return args, kernel_groups
+
+
+def conv_bn_act(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    scale: Optional[torch.Tensor],
+    shift: Optional[torch.Tensor],
+    residual: Optional[torch.Tensor],
+    stride: Sequence[int],
+    padding: Sequence[int],
+    dilation: Sequence[int],
+    groups: int,
+    relu: bool,
+    in_scale: Optional[torch.Tensor],
+    in_shift: Optional[torch.Tensor],
+    residual_stride: int,
+    out: Optional[torch.Tensor] = None,
+) -> torch.Tensor:
+    """The triton backend of resnet_kernels.ops.conv_bn_act; `out`, if given, receives the result."""
+    args, kernel_groups = kernel_args(
+        x, weight, scale, shift, residual, stride, padding, dilation, groups, relu, in_scale, in_shift,
+        residual_stride, out,
+    )
+
+    def grid(meta):
+        tiles_m = triton.cdiv(args["M"], meta["BLOCK_M"])
+        return (tiles_m * triton.cdiv(args["K"], meta["BLOCK_N"]), kernel_groups)
+
+    conv_bn_act_kernel[grid](**args)
+    tuning.remember(conv_bn_act_kernel, args)
+    return args["out_ptr"]

@@ -1,0 +1,184 @@
+"""The fused conv + BN + residual + ReLU kernel: an NHWC implicit GEMM.
+
+GEMM view of one group of the convolution (after weights.py's repacking):
+
+    out[m, n] = sum_kk A[m, kk] * B[kk, n]
+    m  = (img, p, q)  output pixel,   M = N*P*Q           (rows, BLOCK_M)
+    n  = output channel in the group, K = channels/group  (columns, BLOCK_N)
+    kk = (r, s, c)    reduction,      R*S*C               (BLOCK_K at a time)
+    A[m, (r, s, c)] = pre(x)[img, c, p*stride_h - pad_h + r*dil_h, q*stride_w - pad_w + s*dil_w]
+                      (0 outside the image: padding applies after pre())
+    B[(r, s, c), n] = weight packed as (G, R, S, C, K), row kk = (r*S + s)*C + c
+
+x, the residual and the output are addressed through their strides, so any
+memory format is correct; channels_last (channel stride 1, which Triton
+specialises as a constant) gives contiguous, vectorised tile loads.
+
+Three ways to walk the reduction, chosen by constexpr flags:
+- IS_GEMM (1x1, stride 1, no padding, rows of x dense): A is a plain (M, C)
+  matrix with row stride `sxw`; no image-coordinate arithmetic at all.
+- tap-aligned (C a multiple of BLOCK_K): each BLOCK_K slice lies inside one
+  tap (r, s), so the tap and its padding mask are per-iteration scalars/rows.
+- FLAT_K (C not a multiple of BLOCK_K, e.g. the 7x7 stem with C=3): the
+  slice runs over (r, s, c) flattened and every column decodes its own tap,
+  so 147 reduction steps take 5 slices of 32 instead of 49 mostly-empty ones.
+
+64-bit safety: the pixel index m and everything multiplied by a tensor stride
+is int64 (see _output_pixels / _pixel_rows); channel and tap indices stay
+int32 (< 2^31 by far) until they meet a stride.
+"""
+
+import triton
+import triton.language as tl
+
+from .tuning import autotune_configs, flat_k, prune_configs, TUNING_KEY
+
+
+@triton.jit
+def _output_pixels(pid_m, M, P, Q, BLOCK_M: tl.constexpr):
+    """The BLOCK_M output pixels of tile pid_m as int64 (img, p, q) plus a bounds mask.
+
+    m = (img*P + p)*Q + q.  m reaches N*P*Q, and m times a stride easily passes
+    2^31 (batch 256 at 112x112x64 already has 2^31 elements), so it is int64
+    from the program id on.
+    """
+    offs_m = pid_m.to(tl.int64) * BLOCK_M + tl.arange(0, BLOCK_M)
+    q = offs_m % Q
+    pq = offs_m // Q
+    p = pq % P
+    img = pq // P
+    return offs_m, img, p, q, offs_m < M
+
+
+@triton.jit
+def _pixel_rows(img, h, w, s_img, s_h, s_w):
+    """Element offsets (int64) of pixels (img, h, w) in a tensor with these strides."""
+    return img.to(tl.int64) * s_img + h.to(tl.int64) * s_h + w.to(tl.int64) * s_w
+
+
+@triton.jit
+def _prologue(a, ch, ch_mask, valid, in_scale_ptr, in_shift_ptr, HAS_IN_SCALE: tl.constexpr,
+              HAS_IN_SHIFT: tl.constexpr):
+    """pre(x) = relu(in_scale[c]*x + in_shift[c]) on a loaded A tile, then padded taps back to 0.
+
+    `ch` is the (global) input channel of each column of a (1-D, BLOCK_K), so the
+    per-channel vectors are loaded once per column, not per element. The masked
+    loads of a already gave 0 for padding, but relu(in_shift) need not be 0, so
+    `valid` (a's load mask) re-zeroes those taps.
+    """
+    y = a.to(tl.float32)
+    if HAS_IN_SCALE:
+        y = y * tl.load(in_scale_ptr + ch, mask=ch_mask, other=0.0)[None, :]
+    if HAS_IN_SHIFT:
+        y = y + tl.load(in_shift_ptr + ch, mask=ch_mask, other=0.0)[None, :]
+    y = tl.where(valid, tl.maximum(y, 0.0), 0.0)
+    return y.to(a.dtype)
+
+
+@triton.autotune(configs=autotune_configs(), key=TUNING_KEY, prune_configs_by={"early_config_prune": prune_configs})
+@triton.heuristics({"FLAT_K": flat_k})
+@triton.jit
+def conv_bn_act_kernel(
+    x_ptr, w_ptr, out_ptr, scale_ptr, shift_ptr, res_ptr, in_scale_ptr, in_shift_ptr,
+    # sizes; C and K are channels per (merged) group
+    M, H, W, P, Q, C, K,
+    stride_h, stride_w, pad_h, pad_w, dil_h, dil_w,
+    sxn, sxc, sxh, sxw,  # x strides (elements)
+    son, sok, sop, soq,  # out strides
+    srn, src, srh, srw,  # residual strides
+    res_channels, res_step,  # option-A residual: channels [0, res_channels), every res_step-th pixel
+    R: tl.constexpr, S: tl.constexpr,
+    IS_GEMM: tl.constexpr,
+    HAS_SCALE: tl.constexpr, HAS_SHIFT: tl.constexpr, HAS_RES: tl.constexpr, RELU: tl.constexpr,
+    HAS_IN_SCALE: tl.constexpr, HAS_IN_SHIFT: tl.constexpr,
+    UPCAST: tl.constexpr,  # dot in fp32 (the interpreter's bf16 dot is wrong)
+    DOT_PRECISION: tl.constexpr,  # "tf32" or "ieee" for fp32 inputs
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, FLAT_K: tl.constexpr,
+):
+    # Grid: (M tiles * N tiles, groups). N tiles vary fastest, so the programs
+    # running together share their A (activation) tile through L2; the weights
+    # are small and stay in L2 anyway.
+    pid = tl.program_id(0)
+    group = tl.program_id(1).to(tl.int64)
+    num_pid_n = tl.cdiv(K, BLOCK_N)
+    pid_m = pid // num_pid_n
+    pid_n = pid % num_pid_n
+
+    offs_m, img, p, q, mask_m = _output_pixels(pid_m, M, P, Q, BLOCK_M)
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    mask_n = offs_n < K
+    has_pre = HAS_IN_SCALE or HAS_IN_SHIFT
+
+    # This group's slice: input channels [group*C, group*C + C), weights
+    # [group] of the packed (G, R*S*C, K) matrix (< 2^31 elements per group).
+    x_base = x_ptr + group * C * sxc
+    w_base = w_ptr + group * (R * S * C * K)
+    ch_base = group * C
+    ih0 = p * stride_h - pad_h  # top-left input tap of each output pixel
+    iw0 = q * stride_w - pad_w
+    img_rows = img * sxn
+
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    if FLAT_K:
+        RSC = R * S * C
+        for k0 in range(0, RSC, BLOCK_K):
+            kk = k0 + tl.arange(0, BLOCK_K)
+            mask_k = kk < RSC
+            c = kk % C
+            tap = kk // C
+            ih = ih0[:, None] + (tap // S * dil_h)[None, :]
+            iw = iw0[:, None] + (tap % S * dil_w)[None, :]
+            valid = mask_m[:, None] & mask_k[None, :] & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
+            a_offs = img_rows[:, None] + ih * sxh + iw * sxw + (c.to(tl.int64) * sxc)[None, :]
+            a = tl.load(x_base + a_offs, mask=valid, other=0.0)
+            if has_pre:
+                a = _prologue(a, ch_base + c, mask_k, valid, in_scale_ptr, in_shift_ptr, HAS_IN_SCALE, HAS_IN_SHIFT)
+            b = tl.load(w_base + kk[:, None] * K + offs_n[None, :], mask=mask_k[:, None] & mask_n[None, :], other=0.0)
+            if UPCAST:
+                a = a.to(tl.float32)
+                b = b.to(tl.float32)
+            acc = tl.dot(a, b, acc, input_precision=DOT_PRECISION)
+    else:
+        # One flat loop over (tap, channel slice) pipelines better than two nested loops.
+        c_steps = tl.cdiv(C, BLOCK_K)
+        for it in range(0, R * S * c_steps):
+            tap = it // c_steps
+            offs_c = (it - tap * c_steps) * BLOCK_K + tl.arange(0, BLOCK_K)
+            mask_c = offs_c < C
+            if IS_GEMM:
+                rows = offs_m * sxw  # x[img, :, p, q] at m*sxw: rows are dense
+                ok = mask_m
+            else:
+                ih = ih0 + tap // S * dil_h
+                iw = iw0 + tap % S * dil_w
+                rows = img_rows + ih * sxh + iw * sxw
+                ok = mask_m & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
+            valid = ok[:, None] & mask_c[None, :]
+            a = tl.load(x_base + rows[:, None] + (offs_c.to(tl.int64) * sxc)[None, :], mask=valid, other=0.0)
+            if has_pre:
+                a = _prologue(a, ch_base + offs_c, mask_c, valid, in_scale_ptr, in_shift_ptr, HAS_IN_SCALE,
+                              HAS_IN_SHIFT)
+            kk = tap * C + offs_c
+            b = tl.load(w_base + kk[:, None] * K + offs_n[None, :], mask=mask_c[:, None] & mask_n[None, :], other=0.0)
+            if UPCAST:
+                a = a.to(tl.float32)
+                b = b.to(tl.float32)
+            acc = tl.dot(a, b, acc, input_precision=DOT_PRECISION)
+
+    # Epilogue, all in fp32: folded BN, residual, ReLU, one store.
+    k_out = group * K + offs_n  # global output channel (int64)
+    if HAS_SCALE:
+        acc = acc * tl.load(scale_ptr + k_out, mask=mask_n, other=0.0)[None, :]
+    if HAS_SHIFT:
+        acc = acc + tl.load(shift_ptr + k_out, mask=mask_n, other=0.0)[None, :]
+    out_mask = mask_m[:, None] & mask_n[None, :]
+    if HAS_RES:
+        # Option A reads residual[img, k, p*res_step, q*res_step] for k < res_channels, 0 above.
+        res_rows = _pixel_rows(img, p * res_step, q * res_step, srn, srh, srw)
+        res_mask = out_mask & (k_out < res_channels)[None, :]
+        res = tl.load(res_ptr + res_rows[:, None] + (k_out * src)[None, :], mask=res_mask, other=0.0)
+        acc = acc + res.to(tl.float32)
+    if RELU:
+        acc = tl.maximum(acc, 0.0)
+    out_rows = _pixel_rows(img, p, q, son, sop, soq)
+    tl.store(out_ptr + out_rows[:, None] + (k_out * sok)[None, :], acc.to(out_ptr.dtype.element_ty), mask=out_mask)

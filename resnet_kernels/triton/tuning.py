@@ -1,0 +1,119 @@
+"""Autotuning of the conv kernel: the candidate tiles, their pruning per shape,
+and the on-disk memory of winners.
+
+Key: the conv shape as the kernel sees it, (M, K, C, R, S, stride) with K and C
+per (merged) group, plus the tensor dtypes that triton.autotune appends itself.
+
+On a GPU a new key is timed over the configs that suit the shape (prune_configs);
+a key whose winner is in the disk cache (tuning_cache.py) is pruned to that one
+config, which triton.autotune then runs without timing anything. The wrapper
+records each new winner with `remember` after the launch.
+
+Under TRITON_INTERPRET=1 there is exactly one small config: the interpreter
+cannot time kernels, and small tiles keep its numpy work small.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+import triton
+
+from .tuning_cache import TuningCache, default_path
+
+TUNING_KEY = ["M", "K", "C", "R", "S", "stride_h", "stride_w"]
+
+# (BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages): Hopper tiles for the
+# shapes ResNets have (K = 64..2048 output channels, M from 49 to 800k pixels).
+_HOPPER = [
+    (128, 128, 64, 8, 3),
+    (128, 256, 64, 8, 3),
+    (128, 128, 32, 4, 4),
+    (128, 64, 64, 4, 4),
+    (64, 128, 64, 4, 4),
+    (64, 64, 64, 4, 3),
+    (64, 256, 32, 8, 3),
+    (64, 64, 32, 4, 4),
+]
+_INTERPRETER = (32, 32, 16, 4, 1)
+
+# Shared memory one config may use for its pipelined A and B tiles (H100: 227 KB
+# per block; the rest is left for the epilogue's layout conversion).
+_SMEM_BUDGET = 200 * 1024
+
+
+def interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def _config(spec) -> triton.Config:
+    bm, bn, bk, warps, stages = spec
+    return triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk}, num_warps=warps, num_stages=stages)
+
+
+def autotune_configs() -> list:
+    return [_config(_INTERPRETER)] if interpreting() else [_config(s) for s in _HOPPER]
+
+
+def flat_k(args: dict) -> bool:
+    """Walk the reduction over (r, s, c) flattened when channel slices would not fill BLOCK_K."""
+    return args["C"] % args["BLOCK_K"] != 0
+
+
+def _fits(cfg: triton.Config, args: dict) -> bool:
+    bm, bn, bk = cfg.kwargs["BLOCK_M"], cfg.kwargs["BLOCK_N"], cfg.kwargs["BLOCK_K"]
+    itemsize = args["x_ptr"].element_size()
+    if cfg.num_stages * (bm * bk + bk * bn) * itemsize > _SMEM_BUDGET:
+        return False
+    # Tiles much larger than the problem only add masked work.
+    if bn > max(64, triton.next_power_of_2(args["K"])) or bm > max(64, triton.next_power_of_2(args["M"])):
+        return False
+    return bk <= max(32, triton.next_power_of_2(args["R"] * args["S"] * args["C"]))
+
+
+def shape_key(args: dict) -> str:
+    """The disk-cache key of one launch (the autotune key written out, dtype included)."""
+    dtype = str(args["x_ptr"].dtype).replace("torch.", "")
+    values = "-".join(f"{name}{args[name]}" for name in TUNING_KEY)
+    return f"{dtype}-{values}"
+
+
+def describe(cfg: triton.Config) -> dict:
+    return {**cfg.kwargs, "num_warps": cfg.num_warps, "num_stages": cfg.num_stages}
+
+
+_caches: dict = {}  # torch.device -> TuningCache
+
+
+def disk_cache(device) -> TuningCache:
+    """The winners file of `device`'s GPU model (looked up once per device)."""
+    if device not in _caches:
+        import torch
+
+        _caches[device] = TuningCache(default_path(torch.cuda.get_device_name(device)))
+    return _caches[device]
+
+
+def prune_configs(configs: list, named_args: dict, **kwargs) -> list:
+    """The known winner if the disk cache has one, else the configs that fit the shape."""
+    args = {**named_args, **kwargs}
+    known = disk_cache(args["x_ptr"].device).get(shape_key(args))
+    for cfg in configs:
+        if known is not None and describe(cfg) == known:
+            return [cfg]
+    fitting = [cfg for cfg in configs if _fits(cfg, args)]
+    return fitting or [min(configs, key=lambda c: c.kwargs["BLOCK_M"] * c.kwargs["BLOCK_N"] * c.num_stages)]
+
+
+def remember(kernel, args: dict) -> None:
+    """Store the config the autotuned `kernel` just ran for `args`, if new (GPU only)."""
+    if interpreting():
+        return
+    best: Optional[triton.Config] = getattr(kernel, "best_config", None)
+    if best is None:
+        return
+    cache = disk_cache(args["x_ptr"].device)
+    key = shape_key(args)
+    if cache.get(key) != describe(best):
+        cache.put(key, describe(best))

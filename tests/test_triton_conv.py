@@ -1,0 +1,386 @@
+"""The triton backend of the fused op against the float64 reference.
+
+CPU cases run under the Triton interpreter (conftest.py sets TRITON_INTERPRET=1)
+on small shapes that still reach every code path of the kernel: the plain-GEMM
+1x1, the tap-aligned and the flattened (r, s, c) reduction, merged and unmerged
+groups, the prologue, every epilogue feature and several memory formats.
+Outputs are written into NaN-filled buffers (`out=`) so an element the kernel
+missed shows up as NaN. The GPU cases run every distinct conv layer of the
+ImageNet ResNets and hold the kernel to at most twice cuDNN's own error.
+"""
+
+import gc
+import math
+import zlib
+from dataclasses import dataclass
+from typing import Tuple, Union
+
+import pytest
+import torch
+import torch.nn.functional as F
+import triton
+import triton.language as tl
+from conftest import HAS_CUDA, needs_cuda
+from helpers import REL_TOL, oracle, rel_error
+
+import resnet_kernels
+from resnet_kernels._args import output_memory_format
+from resnet_kernels.layer_shapes import distinct_layers
+from resnet_kernels.triton import conv_bn_act, weights
+from resnet_kernels.triton.conv_kernel import _output_pixels, _pixel_rows
+
+DTYPES = [torch.float32, torch.float16, torch.bfloat16]
+Pair = Union[int, Tuple[int, int]]
+
+
+def _pair(v: Pair) -> Tuple[int, int]:
+    return (v, v) if isinstance(v, int) else tuple(v)
+
+
+@dataclass(frozen=True)
+class Case:
+    n: int
+    c: int
+    k: int
+    h: int
+    w: int
+    r: int
+    s: int
+    stride: Pair = 1
+    padding: Pair = 0
+    dilation: Pair = 1
+    groups: int = 1
+
+    @property
+    def conv(self):
+        """(stride, padding, dilation, groups) in the form the backend takes them."""
+        return _pair(self.stride), _pair(self.padding), _pair(self.dilation), self.groups
+
+    @property
+    def out_hw(self):
+        (sh, sw), (ph, pw), (dh, dw), _ = self.conv
+        return (self.h + 2 * ph - dh * (self.r - 1) - 1) // sh + 1, (self.w + 2 * pw - dw * (self.s - 1) - 1) // sw + 1
+
+
+@pytest.fixture
+def gen(request):
+    """A generator seeded from the test's id: fresh inputs per case, the same on every run."""
+    return torch.Generator().manual_seed(zlib.crc32(request.node.nodeid.encode()))
+
+
+def _randn(gen, *shape, dtype=torch.float32, channels_last=False, device="cpu"):
+    t = torch.randn(*shape, generator=gen).to(device=device, dtype=dtype)
+    return t.contiguous(memory_format=torch.channels_last) if channels_last else t
+
+
+def _positive(gen, n, device="cpu"):
+    return (torch.rand(n, generator=gen) + 0.5).to(device)
+
+
+def _inputs(case, dtype, gen, *, scale=True, shift=True, channels_last=True):
+    x = _randn(gen, case.n, case.c, case.h, case.w, dtype=dtype, channels_last=channels_last)
+    fan_in = case.c // case.groups * case.r * case.s
+    w = (torch.randn(case.k, case.c // case.groups, case.r, case.s, generator=gen) / math.sqrt(fan_in)).to(dtype)
+    sc = _positive(gen, case.k) if scale else None
+    sh = torch.randn(case.k, generator=gen) if shift else None
+    return x, w, sc, sh
+
+
+def _poisoned(shape, dtype, memory_format, device="cpu"):
+    return torch.full(shape, float("nan"), dtype=dtype, device=device).contiguous(memory_format=memory_format)
+
+
+def _check(case, x, w, sc, sh, res=None, relu=True, in_scale=None, in_shift=None, residual_stride=1):
+    """Run the kernel into a NaN-poisoned buffer and compare it with the float64 oracle."""
+    args = (x, w, sc, sh, res, *case.conv, relu, in_scale, in_shift, residual_stride)
+    out = _poisoned((case.n, case.k, *case.out_hw), x.dtype, output_memory_format(x), x.device)
+    y = conv_bn_act(*args, out=out)
+    assert y is out
+    assert not torch.isnan(y).any(), "the kernel left elements of the output unwritten"
+    err = rel_error(y, oracle(*args))
+    assert err <= REL_TOL[x.dtype], f"relative error {err:.3g} > {REL_TOL[x.dtype]:.3g}"
+    return y
+
+
+# --- geometry: every reduction path ---------------------------------------------------------
+
+GEOMETRY = {
+    "1x1_s1_gemm": (Case(2, 16, 32, 5, 5, 1, 1), torch.float16),
+    "1x1_c20_flat": (Case(2, 20, 24, 4, 4, 1, 1), torch.float32),
+    "1x1_s2_downsample": (Case(2, 16, 32, 7, 7, 1, 1, stride=2), torch.float16),
+    "3x3_s1_p1": (Case(2, 16, 16, 6, 6, 3, 3, padding=1), torch.float16),
+    "3x3_s2_p1": (Case(2, 16, 16, 7, 7, 3, 3, stride=2, padding=1), torch.float16),
+    "7x7_s2_p3_stem_c3": (Case(1, 3, 16, 12, 12, 7, 7, stride=2, padding=3), torch.float16),
+    "1x3_p01": (Case(2, 16, 16, 5, 6, 1, 3, padding=(0, 1)), torch.float32),
+    "5x5_p2": (Case(1, 8, 16, 6, 6, 5, 5, padding=2), torch.float32),
+    "3x5_stride21": (Case(1, 8, 16, 7, 9, 3, 5, stride=(2, 1), padding=(1, 2)), torch.float32),
+    "3x3_dilation2": (Case(1, 16, 16, 7, 7, 3, 3, padding=2, dilation=2), torch.float16),
+    "c20_k40_odd_sizes": (Case(3, 20, 40, 5, 3, 3, 3, padding=1), torch.float32),
+    "groups2_merged": (Case(2, 16, 16, 5, 5, 3, 3, padding=1, groups=2), torch.float16),
+    "groups2_unmerged": (Case(1, 96, 96, 3, 3, 3, 3, padding=1, groups=2), torch.float16),
+    "groups2_unmerged_flat": (Case(1, 80, 80, 3, 3, 3, 3, padding=1, groups=2), torch.float32),
+    "groups16_resnext_c4": (Case(1, 64, 64, 3, 3, 3, 3, padding=1, groups=16), torch.bfloat16),
+    "groups6_two_merged_flat": (Case(1, 72, 72, 3, 3, 3, 3, padding=1, groups=6), torch.float16),
+    "depthwise_c8": (Case(2, 8, 8, 5, 5, 3, 3, padding=1, groups=8), torch.float32),
+    "depthwise_c96": (Case(1, 96, 96, 4, 4, 3, 3, padding=1, groups=96), torch.float16),
+}
+
+
+@pytest.mark.parametrize("name", list(GEOMETRY))
+def test_geometry(name, gen):
+    case, dtype = GEOMETRY[name]
+    _check(case, *_inputs(case, dtype, gen))
+
+
+# --- dtypes and the epilogue ----------------------------------------------------------------
+
+CASE_3X3 = Case(2, 16, 16, 5, 5, 3, 3, padding=1)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("scale,shift", [(True, True), (False, False), (True, False), (False, True)])
+@pytest.mark.parametrize("relu", [True, False])
+def test_dtypes_and_epilogue(dtype, scale, shift, relu, gen):
+    x, w, sc, sh = _inputs(CASE_3X3, dtype, gen, scale=scale, shift=shift)
+    res = _randn(gen, 2, 16, 5, 5, dtype=dtype, channels_last=True)
+    y = _check(CASE_3X3, x, w, sc, sh, res, relu=relu)
+    assert (y.float().min() >= 0) == relu  # random data: some outputs are negative without the ReLU
+
+
+@pytest.mark.parametrize(
+    "res_channels,residual_stride,res_channels_last",
+    [(16, 1, False), (8, 1, True), (8, 2, True), (5, 2, False), (16, 3, True)],
+)
+def test_residual(res_channels, residual_stride, res_channels_last, gen):
+    """Output-shaped and option-A residuals (fewer channels, subsampled), in either layout."""
+    case = Case(2, 8, 16, 6, 6, 3, 3, padding=1)
+    x, w, sc, sh = _inputs(case, torch.float16, gen)
+    size = 6 * residual_stride - (residual_stride - 1)  # ceil(size / residual_stride) == 6
+    res = _randn(gen, 2, res_channels, size, size, dtype=torch.float16, channels_last=res_channels_last)
+    _check(case, x, w, sc, sh, res, residual_stride=residual_stride)
+
+
+# --- the pre-activation prologue --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("in_scale,in_shift", [(True, True), (True, False), (False, True)])
+@pytest.mark.parametrize("name", ["3x3_s1_p1", "7x7_s2_p3_stem_c3", "1x1_s1_gemm"])
+def test_preactivation(name, in_scale, in_shift, gen):
+    case, dtype = GEOMETRY[name]
+    x, w, sc, sh = _inputs(case, dtype, gen)
+    pre_scale = _positive(gen, case.c) if in_scale else None
+    # A positive shift makes relu(in_shift) > 0: a kernel that padded before pre() would differ.
+    pre_shift = _positive(gen, case.c) if in_shift else None
+    _check(case, x, w, sc, sh, in_scale=pre_scale, in_shift=pre_shift)
+
+
+def test_padded_taps_read_zero_not_relu_of_shift(gen):
+    """The preactivation test can tell the two padding orders apart on this case."""
+    case, dtype = GEOMETRY["3x3_s1_p1"]
+    x, w, sc, sh = _inputs(case, dtype, gen)
+    pre_shift = _positive(gen, case.c)
+    y = _check(case, x, w, sc, sh, in_shift=pre_shift)
+    # Padding before pre(): the border taps would read relu(in_shift) instead of 0.
+    padded = F.pad(x.double(), (1, 1, 1, 1))
+    wrong = oracle(padded, w, sc, sh, None, (1, 1), (0, 0), (1, 1), 1, True, None, pre_shift, 1)
+    assert rel_error(y, wrong) > 10 * REL_TOL[dtype]
+
+
+# --- memory formats ---------------------------------------------------------------------------
+
+
+def _sliced(gen, dtype, shape):
+    """A non-contiguous view: every other channel and column of a larger tensor."""
+    n, c, h, w = shape
+    return _randn(gen, n, 2 * c, h + 1, 2 * w, dtype=dtype)[:, ::2, 1:, ::2]
+
+
+@pytest.mark.parametrize("layout", ["nchw", "channels_last", "sliced"])
+@pytest.mark.parametrize("name", ["3x3_s2_p1", "1x1_s1_gemm", "7x7_s2_p3_stem_c3"])
+def test_layouts(layout, name, gen):
+    case, dtype = GEOMETRY[name]
+    x, w, sc, sh = _inputs(case, dtype, gen, channels_last=layout == "channels_last")
+    if layout == "sliced":
+        x = _sliced(gen, dtype, x.shape)
+        assert not x.is_contiguous() and not x.is_contiguous(memory_format=torch.channels_last)
+    res = _randn(gen, case.n, case.k, *case.out_hw, dtype=dtype)
+    expected = _check(case, x, w, sc, sh, res)
+    y = conv_bn_act(x, w, sc, sh, res, *case.conv, True, None, None, 1)  # the backend allocates
+    want = torch.channels_last if layout == "channels_last" else torch.contiguous_format
+    assert y.is_contiguous(memory_format=want)
+    assert torch.equal(y, expected)
+
+
+# --- the public API ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
+def test_public_api(dtype, gen):
+    case = Case(2, 16, 32, 6, 6, 3, 3, stride=2, padding=1)
+    x, w, _, _ = _inputs(case, dtype, gen)
+    bn = torch.nn.BatchNorm2d(case.k).eval()
+    with torch.no_grad():
+        bn.running_mean.copy_(torch.randn(case.k, generator=gen))
+        bn.running_var.copy_(torch.rand(case.k, generator=gen) + 0.5)
+    scale, shift = resnet_kernels.fold_bn(bn)
+    res = _randn(gen, 2, 16, 6, 6, dtype=dtype, channels_last=True)  # option A: half the channels, stride 2
+    kwargs = dict(stride=2, padding=1, residual_stride=2)
+    y = resnet_kernels.functional.conv_bn_act(x, w, scale, shift, res, backend="triton", **kwargs)
+    ref = resnet_kernels.functional.conv_bn_act(
+        x.double(), w.double(), scale.double(), shift.double(), res.double(), backend="reference", **kwargs
+    )
+    assert y.dtype == dtype and y.is_contiguous(memory_format=torch.channels_last)
+    assert rel_error(y, ref) <= REL_TOL[dtype]
+
+
+# --- weight packing and its cache -----------------------------------------------------------
+
+
+def test_pack_is_a_block_diagonal_grouped_weight(gen):
+    """A merged packed weight, unpacked as a dense (per merged group) conv weight, is the grouped conv."""
+    groups, merge = 8, 4
+    x = torch.randn(1, 16, 5, 5, generator=gen, dtype=torch.float64)
+    w = torch.randn(24, 2, 3, 3, generator=gen, dtype=torch.float64)
+    packed = weights.pack(w, groups, merge)  # (G/merge, R, S, C', K')
+    assert packed.shape == (2, 3, 3, 8, 12)
+    dense = packed.permute(0, 4, 3, 1, 2).reshape(24, 8, 3, 3)  # (K, C', R, S) for groups // merge groups
+    torch.testing.assert_close(F.conv2d(x, dense, groups=2), F.conv2d(x, w, groups=groups))
+
+
+@pytest.mark.parametrize("groups,c,k,expected", [(1, 64, 64, 1), (32, 4, 4, 16), (32, 32, 32, 2), (64, 4, 8, 8),
+                                                 (96, 1, 1, 48), (7, 16, 16, 1), (2, 48, 48, 1)])
+def test_merge_factor(groups, c, k, expected):
+    assert weights.merge_factor(groups, c, k) == expected
+
+
+def _counting_pack(monkeypatch):
+    calls = []
+    real = weights.pack
+
+    def pack(*args):
+        calls.append(tuple(args[0].shape))  # not the weight itself: the test frees it
+        return real(*args)
+
+    monkeypatch.setattr(weights, "pack", pack)
+    return calls
+
+
+def test_weight_cache_repacks_only_new_versions(monkeypatch, gen):
+    calls = _counting_pack(monkeypatch)
+    case = Case(1, 8, 16, 4, 4, 1, 1)
+    x, w, sc, sh = _inputs(case, torch.float32, gen)
+    _check(case, x, w, sc, sh)
+    _check(case, x, w, sc, sh)
+    assert len(calls) == 1
+    w.mul_(-1.5)  # an in-place update bumps the version counter: the packed copy is stale
+    _check(case, x, w, sc, sh)
+    assert len(calls) == 2
+    entries = len(weights._packed)
+    del w
+    gc.collect()
+    assert len(weights._packed) == entries - 1  # a freed weight leaves the cache
+
+
+def test_weight_cache_through_the_public_api(monkeypatch, gen):
+    calls = _counting_pack(monkeypatch)
+    conv = torch.nn.Conv2d(8, 16, 3, padding=1, bias=False)
+    x = _randn(gen, 1, 8, 4, 4, channels_last=True)
+    with torch.no_grad():
+        first = resnet_kernels.functional.conv_bn_act(x, conv.weight, padding=1, backend="triton")
+        second = resnet_kernels.functional.conv_bn_act(x, conv.weight, padding=1, backend="triton")
+    assert len(calls) == 1
+    assert torch.equal(first, second)
+
+
+# --- 64-bit index arithmetic -----------------------------------------------------------------
+
+
+@triton.jit
+def _index_probe(out_ptr, pid_m, M, P, Q, s_img, s_h, s_w, BLOCK_M: tl.constexpr):
+    """Stores the kernel's pixel decomposition and row offsets for tile pid_m."""
+    offs_m, img, p, q, mask = _output_pixels(pid_m, M, P, Q, BLOCK_M)
+    i = tl.arange(0, BLOCK_M)
+    tl.store(out_ptr + i, offs_m)
+    tl.store(out_ptr + BLOCK_M + i, img)
+    tl.store(out_ptr + 2 * BLOCK_M + i, p * Q + q)
+    tl.store(out_ptr + 3 * BLOCK_M + i, _pixel_rows(img, p, q, s_img, s_h, s_w))
+    tl.store(out_ptr + 4 * BLOCK_M + i, mask.to(tl.int64))
+
+
+def test_pixel_indices_do_not_overflow_int32():
+    """A tile past pixel 2^32 with a 2^21-element image stride: every product exceeds int32."""
+    block, pid, P, Q = 16, 2**28 - 1, 7, 7
+    M, s_img, s_h, s_w = pid * block + 5, 2**21 + 3, 7 * 64, 64
+    out = torch.empty(5 * block, dtype=torch.int64, device="cuda" if HAS_CUDA else "cpu")
+    _index_probe[(1,)](out, pid, M, P, Q, s_img, s_h, s_w, BLOCK_M=block)
+    m = [pid * block + i for i in range(block)]
+    img, pq = [v // (P * Q) for v in m], [v % (P * Q) for v in m]
+    rows = [n * s_img + (t // Q) * s_h + (t % Q) * s_w for n, t in zip(img, pq)]
+    expected = m + img + pq + rows + [int(v < M) for v in m]
+    assert max(rows) > 2**40
+    assert out.tolist() == expected
+
+
+# --- argument errors of the backend's own parameters ------------------------------------------
+
+
+def test_out_is_checked(gen):
+    case = Case(1, 8, 16, 4, 4, 1, 1)
+    x, w, sc, sh = _inputs(case, torch.float32, gen)
+    args = (x, w, sc, sh, None, *case.conv, True, None, None, 1)
+    with pytest.raises(ValueError, match="out must have shape"):
+        conv_bn_act(*args, out=torch.empty(1, 16, 4, 5))
+    with pytest.raises(TypeError, match="out must be torch.float32"):
+        conv_bn_act(*args, out=torch.empty(1, 16, 4, 4, dtype=torch.float16))
+    with pytest.raises(ValueError, match="out must be contiguous or channels_last"):
+        conv_bn_act(*args, out=torch.empty(1, 16, 4, 8)[..., ::2])
+
+
+def test_too_many_groups_names_groups():
+    groups = 65537  # prime: no merging possible
+    x = torch.ones(1, groups, 1, 1)
+    w = torch.ones(groups, 1, 1, 1)
+    with pytest.raises(ValueError, match="groups=65537"):
+        conv_bn_act(x, w, None, None, None, (1, 1), (0, 0), (1, 1), groups, False, None, None, 1)
+
+
+# --- GPU: every distinct conv layer of the ImageNet ResNets -------------------------------------
+
+# Error floors for the cuDNN comparison: cuDNN can be (nearly) exact on a layer
+# where a different but equally valid summation order is not.
+GPU_FLOOR = {torch.float32: 2e-5, torch.float16: 5e-4, torch.bfloat16: 4e-3}
+
+
+def _cudnn_eager(x, w, sc, sh, res, layer):
+    """cuDNN's conv in the input dtype, then BN, add and ReLU in fp32 on its rounded output."""
+    y = F.conv2d(x, w, None, layer.stride, layer.padding, 1, layer.groups).float()
+    y = y * sc.view(1, -1, 1, 1) + sh.view(1, -1, 1, 1)
+    if res is not None:
+        y = y + res.float()
+    return (torch.relu(y) if layer.relu else y).to(x.dtype)
+
+
+@needs_cuda
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("batch", [1, 32])
+@pytest.mark.parametrize("layer", distinct_layers(), ids=lambda layer: layer.name)
+def test_resnet_layer_on_gpu(layer, batch, dtype, gen):
+    dev = "cuda"
+    x = _randn(gen, batch, layer.C, layer.H, layer.W, dtype=dtype, channels_last=True, device=dev)
+    fan_in = layer.C // layer.groups * layer.R * layer.S
+    w = (torch.randn(layer.K, layer.C // layer.groups, layer.R, layer.S, generator=gen) / math.sqrt(fan_in))
+    w = w.to(dev, dtype)
+    sc, sh = _positive(gen, layer.K, dev), torch.randn(layer.K, generator=gen).to(dev)
+    res = None
+    if layer.has_residual:
+        res = _randn(gen, batch, layer.K, layer.P, layer.Q, dtype=dtype, channels_last=True, device=dev)
+    conv = ((layer.stride,) * 2, (layer.padding,) * 2, (1, 1), layer.groups)
+    args = (x, w, sc, sh, res, *conv, layer.relu, None, None, 1)
+    out = _poisoned((batch, layer.K, layer.P, layer.Q), dtype, torch.channels_last, dev)
+    y = conv_bn_act(*args, out=out)
+    torch.cuda.synchronize()
+    assert not torch.isnan(y).any(), "the kernel left elements of the output unwritten"
+    ref = oracle(*args)
+    ours, cudnn = rel_error(y, ref), rel_error(_cudnn_eager(x, w, sc, sh, res, layer), ref)
+    assert ours <= max(2 * cudnn, GPU_FLOOR[dtype]), f"error {ours:.3g} vs cuDNN {cudnn:.3g}"
+

@@ -1,0 +1,142 @@
+"""Autotune winners on disk (tuning_cache.py) and how the autotuner uses them (tuning.py).
+
+Pure CPU: no kernel runs here; the GPU-only parts (device name, timing) are
+replaced by a cache file in tmp_path.
+"""
+
+import json
+import multiprocessing
+import os
+
+import pytest
+import torch
+import triton
+
+from resnet_kernels.triton import tuning, tuning_cache
+from resnet_kernels.triton.tuning_cache import TuningCache
+
+WINNER = {"BLOCK_M": 128, "BLOCK_N": 128, "BLOCK_K": 64, "num_warps": 8, "num_stages": 3}
+
+
+def test_entries_survive_a_new_process(tmp_path):
+    path = str(tmp_path / "t.json")
+    TuningCache(path).put("a", WINNER)
+    TuningCache(path).put("b", {**WINNER, "BLOCK_M": 64})  # merges with what is on disk
+    fresh = TuningCache(path)
+    assert fresh.get("a") == WINNER and fresh.get("b")["BLOCK_M"] == 64 and fresh.get("c") is None
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"{not json", b"\x00\xff\xfe", b"[1, 2]", b'{"a": [1, 2], "b": {"BLOCK_M": "big"}, "c": {"BLOCK_M": true}}', b""],
+)
+def test_a_corrupt_file_reads_as_empty_and_is_replaced(tmp_path, content):
+    path = tmp_path / "t.json"
+    path.write_bytes(content)
+    cache = TuningCache(str(path))
+    assert cache.get("a") is None and cache.get("b") is None and cache.get("c") is None
+    cache.put("a", WINNER)
+    assert json.loads(path.read_text()) == {"a": WINNER}
+
+
+def test_an_unwritable_directory_only_loses_the_disk_copy(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    cache = TuningCache(str(blocker / "t.json"))  # a directory that cannot be created
+    cache.put("a", WINNER)
+    assert cache.get("a") == WINNER
+
+
+def _writer(path, worker, count):
+    for i in range(count):
+        TuningCache(path).put(f"w{worker}-{i}", {**WINNER, "BLOCK_M": i})
+
+
+def _reader(path, count):
+    """Exit 1 if the file is ever seen half-written (present but not JSON)."""
+    for _ in range(count):
+        try:
+            with open(path, "rb") as f:
+                json.loads(f.read())
+        except FileNotFoundError:
+            continue
+        except ValueError:
+            os._exit(1)
+
+
+def test_concurrent_writers_always_leave_a_valid_file(tmp_path):
+    path = str(tmp_path / "t.json")
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_writer, args=(path, w, 30)) for w in range(4)]
+    procs.append(ctx.Process(target=_reader, args=(path, 3000)))
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    assert [p.exitcode for p in procs] == [0] * len(procs)
+    with open(path) as f:
+        raw = json.load(f)
+    written = {f"w{w}-{i}" for w in range(4) for i in range(30)}
+    # Racing writers may drop each other's entries (costing a re-tune), never corrupt the file.
+    assert raw and set(raw) <= written
+    assert tuning_cache.read(path) == raw  # every entry well-formed
+    assert os.listdir(tmp_path) == ["t.json"]  # no temporary files left behind
+
+
+def test_default_path_names_gpu_and_versions(monkeypatch, tmp_path):
+    import resnet_kernels
+
+    monkeypatch.setenv(tuning_cache.CACHE_ENV, str(tmp_path))
+    path = tuning_cache.default_path("NVIDIA H100 80GB HBM3")
+    name = os.path.basename(path)
+    assert os.path.dirname(path) == str(tmp_path)
+    assert "NVIDIA_H100_80GB_HBM3" in name and triton.__version__ in name and resnet_kernels.__version__ in name
+
+
+# --- the autotuner's use of the cache ---------------------------------------------------------
+
+
+@pytest.fixture
+def hopper(monkeypatch, tmp_path):
+    """Hopper configs, with the disk cache in tmp_path instead of a GPU-named file."""
+    monkeypatch.setattr(tuning, "interpreting", lambda: False)
+    monkeypatch.setattr(tuning, "disk_cache", lambda _device: TuningCache(str(tmp_path / "t.json")))
+    return tuning.autotune_configs()
+
+
+def _args(dtype=torch.float16, M=50176, K=64, C=64, R=3, S=3):
+    return {"x_ptr": torch.empty(1, dtype=dtype), "M": M, "K": K, "C": C, "R": R, "S": S,
+            "stride_h": 1, "stride_w": 1}
+
+
+def test_pruning_fits_tiles_to_the_shape(hopper):
+    pruned = tuning.prune_configs(hopper, _args(K=64))
+    assert pruned and all(c.kwargs["BLOCK_N"] <= 64 for c in pruned)
+    small_m = tuning.prune_configs(hopper, _args(M=49, K=2048))
+    assert small_m and all(c.kwargs["BLOCK_M"] == 64 for c in small_m)
+    fp32 = tuning.prune_configs(hopper, _args(torch.float32, K=256))
+    big = [c for c in hopper if c.kwargs["BLOCK_N"] == 256 and c.kwargs["BLOCK_K"] == 64]
+    assert big and not any(c in fp32 for c in big)  # 3 x (128x64 + 64x256) fp32 tiles exceed shared memory
+
+
+def test_a_remembered_winner_skips_tuning(hopper):
+    class Kernel:
+        best_config = hopper[3]
+
+    args = _args()
+    assert len(tuning.prune_configs(hopper, args)) > 1
+    tuning.remember(Kernel, args)
+    assert tuning.prune_configs(hopper, args) == [hopper[3]]
+    assert len(tuning.prune_configs(hopper, _args(C=128))) > 1  # another shape is tuned anew
+
+
+def test_the_interpreter_gets_one_config(monkeypatch):
+    monkeypatch.setattr(tuning, "interpreting", lambda: True)
+    assert len(tuning.autotune_configs()) == 1
+    monkeypatch.setattr(tuning, "interpreting", lambda: False)
+    assert len(tuning.autotune_configs()) > 1
+
+
+@pytest.mark.parametrize("c,block_k,flat", [(3, 32, True), (64, 32, False), (96, 64, True), (128, 64, False)])
+def test_flat_reduction_when_channels_do_not_fill_block_k(c, block_k, flat):
+    assert tuning.flat_k({"C": c, "BLOCK_K": block_k}) == flat
