@@ -55,19 +55,13 @@ def check_cpu(batch: int, size: int, seed: int) -> bool:
     x = torch.randn(batch, 3, size, size, generator=generator)
     with torch.no_grad():
         ref = tv.double()(x.double())
-        out = ours(x, backend="reference") if _accepts_backend(ours) else ours(x)
+        out = ours(x, backend="reference")
     err = _rel_error(out, ref)
     ok = err < 1e-4
     print(f"resnet50 {batch}x3x{size}x{size} fp32 cpu, backend=reference: "
           f"rel. error vs float64 torchvision {err:.2e}  {'OK' if ok else 'FAIL'}")
     print("No GPU here: the speed comparison needs one (see `pytest benchmarks/ --benchmark-only`).")
     return ok
-
-
-def _accepts_backend(model) -> bool:
-    import inspect
-
-    return "backend" in inspect.signature(model.forward).parameters
 
 
 def check_gpu(batch: int, size: int, seed: int, speed_batch: int) -> bool:
