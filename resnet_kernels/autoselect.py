@@ -3,9 +3,9 @@
 On the CPU the choice is the reference (the only backend that runs there
 outside the Triton interpreter). On a GPU every available backend is timed
 once per distinct call signature (shape, strides kind, dtype, fused features)
-and the winner is kept in memory and in a JSON file per GPU and version, so a
-second process starts without measuring. The file is written atomically
-(temporary file + rename), and a missing or corrupt file is treated as empty.
+and the winner is kept in memory and in a JSON file per GPU and version
+(written atomically, see _disk_cache.py), so a second process starts without
+measuring.
 
 Measuring synchronises the device, so warm a model up once before capturing
 it in a CUDA graph.
@@ -13,33 +13,27 @@ it in a CUDA graph.
 
 from __future__ import annotations
 
-import json
 import os
-import tempfile
 import warnings
 from typing import Callable, Optional
 
 import torch
 
-from . import backends
+from . import _disk_cache, backends
 from ._args import ConvGeometry, output_memory_format
 
-CACHE_ENV = "RESNET_KERNELS_CACHE_DIR"
-
 _memory: dict[str, str] = {}
-
-
-def cache_dir() -> str:
-    default = os.path.join(os.path.expanduser("~"), ".cache", "resnet_kernels")
-    return os.environ.get(CACHE_ENV, default)
 
 
 def cache_path(device: torch.device) -> str:
     from . import __version__
 
-    gpu = torch.cuda.get_device_name(device).replace(" ", "_").replace("/", "_")
-    name = f"auto-{gpu}-torch{torch.__version__}-rk{__version__}.json"
-    return os.path.join(cache_dir(), name)
+    gpu = _disk_cache.safe_name(torch.cuda.get_device_name(device))
+    return os.path.join(_disk_cache.cache_dir(), f"auto-{gpu}-torch{torch.__version__}-rk{__version__}.json")
+
+
+def _valid(value: object) -> bool:
+    return isinstance(value, str) and value in backends.BACKENDS
 
 
 def signature(args: tuple, geometry: ConvGeometry) -> str:
@@ -66,31 +60,6 @@ def signature(args: tuple, geometry: ConvGeometry) -> str:
     )
 
 
-def _load(path: str) -> dict[str, str]:
-    try:
-        with open(path) as f:
-            data = json.load(f)
-    except (OSError, ValueError):
-        return {}
-    if not isinstance(data, dict):
-        return {}
-    return {k: v for k, v in data.items() if isinstance(v, str) and v in backends.BACKENDS}
-
-
-def _store(path: str, key: str, name: str) -> None:
-    """Merge one entry into the cache file; concurrent writers each leave a valid file."""
-    try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        data = _load(path)
-        data[key] = name
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=0, sort_keys=True)
-        os.replace(tmp, path)
-    except OSError:
-        pass  # an unwritable cache only costs a re-measurement next time
-
-
 def time_cuda(fn: Callable[[], object], repeats: int = 10) -> float:
     """Median milliseconds of ``fn`` on the current CUDA stream, after one warm-up."""
     fn()
@@ -115,7 +84,7 @@ def choose(args: tuple, geometry: ConvGeometry, timer: Optional[Callable] = None
     if key in _memory and _memory[key] in candidates:
         return _memory[key]
     path = cache_path(x.device)
-    cached = _load(path).get(key)
+    cached = _disk_cache.read(path, _valid).get(key)
     if cached in candidates:
         _memory[key] = cached
         return cached
@@ -130,5 +99,5 @@ def choose(args: tuple, geometry: ConvGeometry, timer: Optional[Callable] = None
             continue
     best = min(times, key=times.get) if times else "reference"
     _memory[key] = best
-    _store(path, key, best)
+    _disk_cache.merge_write(path, key, best, _valid)
     return best

@@ -12,6 +12,7 @@ import pytest
 import torch
 import triton
 
+from resnet_kernels import _disk_cache
 from resnet_kernels.triton import tuning, tuning_cache
 from resnet_kernels.triton.tuning_cache import TuningCache
 
@@ -86,7 +87,7 @@ def test_concurrent_writers_always_leave_a_valid_file(tmp_path):
 def test_default_path_names_gpu_and_versions(monkeypatch, tmp_path):
     import resnet_kernels
 
-    monkeypatch.setenv(tuning_cache.CACHE_ENV, str(tmp_path))
+    monkeypatch.setenv(_disk_cache.CACHE_ENV, str(tmp_path))
     path = tuning_cache.default_path("NVIDIA H100 80GB HBM3")
     name = os.path.basename(path)
     assert os.path.dirname(path) == str(tmp_path)

@@ -2,30 +2,16 @@
 
 One JSON object per file, ``{shape key: {"BLOCK_M": .., "num_warps": .., ...}}``,
 one file per GPU name, Triton version and package version (a new Triton or a
-new kernel may change which config wins). The directory is the one the `auto`
-backend uses: $RESNET_KERNELS_CACHE_DIR, else ~/.cache/resnet_kernels.
-
-Safe by construction rather than by locking:
-- a writer merges its entry into what is on disk now and replaces the file
-  atomically (temporary file in the same directory + os.replace), so a reader
-  never sees a half-written file; two racing writers can lose one entry, which
-  costs one re-tuning, never a bad file;
-- a missing, unreadable or corrupt file, or a malformed entry, reads as empty;
-- an unwritable directory only means nothing is remembered.
+new kernel may change which config wins), in the directory the `auto` backend
+uses. Atomic writes and tolerance of corrupt files: see resnet_kernels/_disk_cache.py.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import tempfile
 from typing import Optional
 
-CACHE_ENV = "RESNET_KERNELS_CACHE_DIR"
-
-
-def cache_dir() -> str:
-    return os.environ.get(CACHE_ENV) or os.path.join(os.path.expanduser("~"), ".cache", "resnet_kernels")
+from .. import _disk_cache
 
 
 def default_path(gpu_name: str) -> str:
@@ -33,8 +19,8 @@ def default_path(gpu_name: str) -> str:
 
     from .. import __version__
 
-    safe = "".join(ch if ch.isalnum() or ch in "-." else "_" for ch in gpu_name)
-    return os.path.join(cache_dir(), f"triton-tuning-{safe}-triton{triton.__version__}-rk{__version__}.json")
+    name = f"triton-tuning-{_disk_cache.safe_name(gpu_name)}-triton{triton.__version__}-rk{__version__}.json"
+    return os.path.join(_disk_cache.cache_dir(), name)
 
 
 def _valid_entry(value: object) -> bool:
@@ -43,14 +29,7 @@ def _valid_entry(value: object) -> bool:
 
 def read(path: str) -> dict:
     """The entries stored at `path`; anything unreadable counts as empty."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except (OSError, ValueError):
-        return {}
-    if not isinstance(data, dict):
-        return {}
-    return {k: v for k, v in data.items() if _valid_entry(v)}
+    return _disk_cache.read(path, _valid_entry)
 
 
 class TuningCache:
@@ -66,19 +45,4 @@ class TuningCache:
         return self._entries.get(key)
 
     def put(self, key: str, value: dict) -> None:
-        merged = read(self.path)  # entries other processes wrote since we last read
-        merged[key] = value
-        self._entries = merged
-        directory = os.path.dirname(self.path) or "."
-        try:
-            os.makedirs(directory, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tuning-", suffix=".tmp")
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8") as f:
-                    json.dump(merged, f, indent=1, sort_keys=True)
-                os.replace(tmp, self.path)
-            except BaseException:
-                os.unlink(tmp)
-                raise
-        except OSError:
-            pass  # unwritable: the winner is only remembered in this process
+        self._entries = _disk_cache.merge_write(self.path, key, value, _valid_entry)
