@@ -12,6 +12,13 @@
 // copy per call otherwise. The kernels write NHWC; a non-channels_last x gets
 // its contiguous output through one more copy. The residual is read through
 // its own strides, never copied.
+//
+// The cuda backend does not call this op as is: resnet_kernels/cuda_conv.py
+// hands it a KRSC weight cached per weight version (so the weight conversion
+// above is free) and rewrites calls with C/groups not a multiple of 8 (the C=3
+// stem: channel padding; ResNeXt's 4 channels per group: block-diagonal group
+// merging) into equivalent ones the tensor-core kernel takes. Called directly,
+// such calls still run, on the direct kernel.
 #define TORCH_ASSERT_ONLY_METHOD_OPERATORS  // per-op headers only: keeps this TU's compile short
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>

@@ -130,7 +130,11 @@ def _triton_impl() -> Callable[..., torch.Tensor]:
 
 
 def _cuda_impl() -> Callable[..., torch.Tensor]:
-    return torch.ops.resnet_kernels.conv_bn_act_cuda
+    # Not the raw op: cuda_conv fits narrow-channel calls (the C=3 stem, ResNeXt's 4 channels
+    # per group) to the tensor-core kernel and caches the KRSC weight.
+    from . import cuda_conv
+
+    return cuda_conv.conv_bn_act
 
 
 _IMPLS = {"reference": _reference_impl, "triton": _triton_impl, "cuda": _cuda_impl}

@@ -5,6 +5,9 @@
 // stem, depthwise, ResNeXt 32x4d's first stage with 4 channels per group), odd
 // K/groups, misaligned buffers. It reads x and w straight from global memory
 // (L1/L2 cached) and is slow, but shares the fused prologue and epilogue.
+// The cuda backend (resnet_kernels/cuda_conv.py) pads or merges narrow groups
+// before calling the op, so through it only odd K/groups (that merging cannot
+// make even) and misaligned inputs still land here.
 #include <algorithm>
 
 #include "kernels/epilogue.cuh"
