@@ -32,3 +32,26 @@ def oracle(*args, **kwargs) -> torch.Tensor:
 def randn(*shape, dtype=torch.float32, device="cpu", generator=None, channels_last=False):
     t = torch.randn(*shape, generator=generator, dtype=torch.float32).to(device=device, dtype=dtype)
     return t.contiguous(memory_format=torch.channels_last) if channels_last else t
+
+
+# --- the tolerance rule on a GPU: at most 2x cuDNN's own error -------------------
+
+# Error floors for the cuDNN comparison: cuDNN can be (nearly) exact on a layer
+# where a different but equally valid summation order is not.
+GPU_ERROR_FLOOR = {torch.float32: 2e-5, torch.float16: 5e-4, torch.bfloat16: 4e-3}
+
+
+def cudnn_layer(x, w, scale, shift, residual, layer):
+    """cuDNN's conv in the input dtype, then BN, add and ReLU in fp32 on its rounded output."""
+    y = torch.nn.functional.conv2d(x, w, None, layer.stride, layer.padding, 1, layer.groups).float()
+    y = y * scale.view(1, -1, 1, 1) + shift.view(1, -1, 1, 1)
+    if residual is not None:
+        y = y + residual.float()
+    return (torch.relu(y) if layer.relu else y).to(x.dtype)
+
+
+def assert_within_cudnn_error(out, x, w, scale, shift, residual, layer, ref):
+    """ours <= max(2 x cuDNN's error, floor), both against the float64 `ref`."""
+    ours = rel_error(out, ref)
+    cudnn = rel_error(cudnn_layer(x, w, scale, shift, residual, layer), ref)
+    assert ours <= max(2 * cudnn, GPU_ERROR_FLOOR[x.dtype]), f"error {ours:.3g} vs cuDNN {cudnn:.3g}"

@@ -17,9 +17,8 @@ import zlib
 
 import pytest
 import torch
-import torch.nn.functional as F
 from conftest import needs_cuda, needs_extension
-from helpers import REL_TOL, oracle, rel_error
+from helpers import REL_TOL, assert_within_cudnn_error, oracle, rel_error
 
 from resnet_kernels import cuda_ops  # noqa: F401  (loads the extension, registers the fake)
 from resnet_kernels.layer_shapes import distinct_layers
@@ -28,9 +27,6 @@ pytestmark = [needs_cuda, needs_extension]
 
 DTYPES = [torch.float16, torch.bfloat16]
 CL = torch.channels_last
-# Error floors for the cuDNN comparison: cuDNN can be (nearly) exact on a
-# layer where a different but equally valid summation order is not.
-GPU_FLOOR = {torch.float16: 5e-4, torch.bfloat16: 4e-3}
 
 
 def _op(*args):
@@ -70,15 +66,6 @@ def _into_poisoned_memory(args, shape):
     return y
 
 
-def _cudnn_eager(x, w, sc, sh, res, layer):
-    """cuDNN's conv in the input dtype, then BN, add and ReLU in fp32 on its rounded output."""
-    y = F.conv2d(x, w, None, layer.stride, layer.padding, 1, layer.groups).float()
-    y = y * sc.view(1, -1, 1, 1) + sh.view(1, -1, 1, 1)
-    if res is not None:
-        y = y + res.float()
-    return (torch.relu(y) if layer.relu else y).to(x.dtype)
-
-
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("batch", [1, 32])
 @pytest.mark.parametrize("layer", distinct_layers(), ids=lambda layer: layer.name)
@@ -92,8 +79,7 @@ def test_resnet_layer(layer, batch, dtype, gen):
     y = _into_poisoned_memory(args, (batch, layer.K, layer.P, layer.Q))
     assert y.is_contiguous(memory_format=CL)
     ref = oracle(*args)
-    ours, cudnn = rel_error(y, ref), rel_error(_cudnn_eager(x, w, sc, sh, res, layer), ref)
-    assert ours <= max(2 * cudnn, GPU_FLOOR[dtype]), f"error {ours:.3g} vs cuDNN {cudnn:.3g}"
+    assert_within_cudnn_error(y, x, w, sc, sh, res, layer, ref)
 
 
 # --- contract features on small shapes ---------------------------------------------------------

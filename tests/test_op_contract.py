@@ -54,6 +54,18 @@ def test_opcheck(case):
     torch.library.opcheck(op, _sample(**CASES[case], grad=True))
 
 
+@pytest.mark.parametrize("case", ["residual", "option_a", "preact"])
+def test_opcheck_triton_backend(case, monkeypatch):
+    """The op contract holds with the Triton kernel too (on CPU through the interpreter)."""
+    pytest.importorskip("triton")
+    if not torch.cuda.is_available():
+        monkeypatch.setenv("TRITON_INTERPRET", "1")
+    args = _sample(**CASES[case], grad=True)
+    if torch.cuda.is_available():
+        args = tuple(a.cuda() if isinstance(a, torch.Tensor) else a for a in args)
+    torch.library.opcheck(op, args[:-1] + ("triton",))
+
+
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_gradcheck_float64(case):
     args = _sample(torch.float64, **CASES[case], grad=True)
