@@ -141,3 +141,16 @@ def test_the_interpreter_gets_one_config(monkeypatch):
 @pytest.mark.parametrize("c,block_k,flat", [(3, 32, True), (64, 32, False), (96, 64, True), (128, 64, False)])
 def test_flat_reduction_when_channels_do_not_fill_block_k(c, block_k, flat):
     assert tuning.flat_k({"C": c, "BLOCK_K": block_k}) == flat
+
+
+def test_autotune_off_runs_one_fitting_config_and_remembers_nothing(hopper, monkeypatch, tmp_path):
+    monkeypatch.setenv(tuning.AUTOTUNE_ENV, "0")
+    args = _args(K=64)
+    pruned = tuning.prune_configs(hopper, args)
+    assert len(pruned) == 1 and pruned[0].kwargs["BLOCK_N"] <= 64
+
+    class Kernel:
+        best_config = pruned[0]
+
+    tuning.remember(Kernel, args)
+    assert not (tmp_path / "t.json").exists()  # an untimed pick is not stored as a winner

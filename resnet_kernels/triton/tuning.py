@@ -11,6 +11,10 @@ records each new winner with `remember` after the launch.
 
 Under TRITON_INTERPRET=1 there is exactly one small config: the interpreter
 cannot time kernels, and small tiles keep its numpy work small.
+
+RESNET_KERNELS_TRITON_AUTOTUNE=0 skips the timing on a GPU: each shape runs the
+first candidate that fits it, and nothing is written to the disk cache. For
+correctness runs over many shapes, where tuning each would cost minutes.
 """
 
 from __future__ import annotations
@@ -43,8 +47,15 @@ _INTERPRETER = (32, 32, 16, 4, 1)
 _SMEM_BUDGET = 200 * 1024
 
 
+AUTOTUNE_ENV = "RESNET_KERNELS_TRITON_AUTOTUNE"
+
+
 def interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def autotuning() -> bool:
+    return os.environ.get(AUTOTUNE_ENV, "1") != "0"
 
 
 def _config(spec) -> triton.Config:
@@ -103,13 +114,14 @@ def prune_configs(configs: list, named_args: dict, **kwargs) -> list:
         if known is not None and describe(cfg) == known:
             return [cfg]
     fitting = [cfg for cfg in configs if _fits(cfg, args)]
-    return fitting or [min(configs, key=lambda c: c.kwargs["BLOCK_M"] * c.kwargs["BLOCK_N"] * c.num_stages)]
+    fitting = fitting or [min(configs, key=lambda c: c.kwargs["BLOCK_M"] * c.kwargs["BLOCK_N"] * c.num_stages)]
+    return fitting if autotuning() else fitting[:1]
 
 
 def remember(kernel, args: dict) -> None:
     """Store the config the autotuned `kernel` just ran for `args`, if new (GPU only)."""
-    if interpreting():
-        return
+    if interpreting() or not autotuning():
+        return  # nothing was timed: an untimed pick must not pass for a winner
     best: Optional[triton.Config] = getattr(kernel, "best_config", None)
     if best is None:
         return
