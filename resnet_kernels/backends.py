@@ -81,10 +81,15 @@ def cuda_extension_error() -> Optional[str]:
     from . import cuda_ops
 
     if cuda_ops.LOAD_ERROR is not None:
+        err = cuda_ops.LOAD_ERROR
+        if isinstance(err, ModuleNotFoundError):
+            state = "which is not built"
+        else:  # built, but for another torch/Python, or broken
+            state = f"which is built but cannot be loaded with torch {torch.__version__}"
         return (
-            "backend 'cuda' needs the compiled extension resnet_kernels._C, which is not built "
-            f"({cuda_ops.LOAD_ERROR}); reinstall with a CUDA-enabled torch and nvcc present "
-            "(pip install --no-build-isolation .)"
+            f"backend 'cuda' needs the compiled extension resnet_kernels._C, {state} "
+            f"({type(err).__name__}: {err}); rebuild it against this torch with nvcc present "
+            "(pip install --no-build-isolation . or python setup.py build_ext --inplace)"
         )
     return None
 

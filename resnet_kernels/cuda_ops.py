@@ -2,11 +2,17 @@
 fake (meta) function of its op ``torch.ops.resnet_kernels.conv_bn_act_cuda``.
 
 The C++ side names this module with ``m.set_python_module`` (torch requires the
-pairing). Nothing is registered when the extension is not built; ``LOAD_ERROR``
-then holds the ImportError.
+pairing). Nothing is registered when the extension is not built or cannot be
+loaded; ``LOAD_ERROR`` then holds the exception. A library built against another
+torch (e.g. a ``_C*.so`` left in the tree by a different venv) fails with an
+undefined-symbol ImportError; OSError (broken/foreign file) and RuntimeError (op
+registration refused) are caught too, so importing the package never fails
+because of the extension.
 """
 
 from __future__ import annotations
+
+import importlib
 
 import torch
 
@@ -16,9 +22,13 @@ from ._args import check_conv_args, output_memory_format
 CUDA_DTYPES = (torch.float16, torch.bfloat16)
 
 try:
-    from . import _C  # noqa: F401  (loading the library registers the op)
-except ImportError as err:
-    LOAD_ERROR: ImportError | None = err
+    # import_module (not `from . import _C`): a missing library raises ModuleNotFoundError,
+    # which backends.cuda_extension_error reports as "not built".
+    importlib.import_module("._C", __package__)  # loading the library registers the op
+
+    torch.ops.resnet_kernels.conv_bn_act_cuda.default  # noqa: B018  (registered by the library?)
+except (ImportError, OSError, RuntimeError, AttributeError) as err:
+    LOAD_ERROR: Exception | None = err
 else:
     LOAD_ERROR = None
 

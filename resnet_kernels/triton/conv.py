@@ -19,7 +19,7 @@ import torch
 import triton
 
 from .._args import output_memory_format, output_size
-from . import tuning
+from . import _interpreter_compat, tuning
 from .conv_kernel import conv_bn_act_kernel
 from .weights import merge_factor, packed_weight
 
@@ -126,6 +126,8 @@ def conv_bn_act(
         tiles_m = triton.cdiv(args["M"], meta["BLOCK_M"])
         return (tiles_m * triton.cdiv(args["K"], meta["BLOCK_N"]), kernel_groups)
 
+    if tuning.interpreting():
+        _interpreter_compat.install()
     conv_bn_act_kernel[grid](**args)
     tuning.remember(conv_bn_act_kernel, args)
     return args["out_ptr"]
