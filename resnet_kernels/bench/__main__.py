@@ -1,0 +1,47 @@
+"""``python -m resnet_kernels.bench``: the report from benchmark JSON, or the versions.
+
+    python -m resnet_kernels.bench report RESULTS.json [MORE.json ...] [--out DIR]
+    python -m resnet_kernels.bench versions
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m resnet_kernels.bench", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    report = commands.add_parser("report", help="report.md and PNG charts from pytest-benchmark JSON")
+    report.add_argument("json", nargs="+", help="files written by pytest benchmarks/ --benchmark-json=FILE")
+    report.add_argument("--out", help="output folder (default: the first JSON file's folder)")
+    commands.add_parser("versions", help="GPU, torch, CUDA, cuDNN, Triton versions, one per line")
+    args = parser.parse_args(argv)
+
+    if args.command == "versions":
+        from .environment import versions
+
+        for name, value in versions().items():
+            print(f"{name}: {value}")
+        return 0
+
+    from . import report as report_module
+    from .results import load
+
+    results = load(args.json)
+    if not results.results:
+        print(f"no resnet_kernels benchmark records in {', '.join(args.json)}", file=sys.stderr)
+        return 1
+    out = args.out or os.path.dirname(os.path.abspath(args.json[0]))
+    path, goals = report_module.write(results, out)
+    print(f"wrote {path}")
+    for goal in goals:
+        now = "-" if goal.value is None else goal.shown(goal.value)
+        print(f"{goal.text:40s} {now:>8s}  {goal.status:12s} {goal.detail}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

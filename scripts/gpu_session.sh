@@ -1,0 +1,145 @@
+#!/usr/bin/env bash
+# One call on a bare GPU machine with no network: build the CUDA extension, run
+# the tests, run the benchmarks, write the report; everything into one folder.
+#
+# usage: scripts/gpu_session.sh [options] [STAGE ...]
+#
+# Stages, run in this order (default: all of them):
+#   versions  versions.txt: GPU and driver (nvidia-smi), torch, CUDA, cuDNN, Triton, nvcc, date
+#   build     pip install -e . with the CUDA extension (TORCH_CUDA_ARCH_LIST, default 9.0a);
+#             RK_SKIP_BUILD=1 instead checks that a carried resnet_kernels/_C*.so loads
+#   test      pytest tests -x -q, with tests-junit.xml
+#   bench     pytest benchmarks/ --benchmark-only, JSON in bench-TAG.json
+#   report    report.md and PNG charts from every bench-*.json in the folder
+#
+# Options:
+#   --out DIR   output folder (default: $OUT where set, else benchmarks/results/<gpu>-<date>)
+#   --quick     benchmarks: ResNet-50 at batch 256 fp16 only, layers and end to end
+#   -k EXPR     benchmarks: pytest -k selection, e.g. -k "test_model and resnet50"
+#   --tag NAME  benchmarks: the JSON is bench-NAME.json (default: quick or all)
+#   --limit S   seconds this whole call may take (default 570: the device's 10-minute
+#               limit less a margin); tests and benchmarks stop in time, and the
+#               benchmarks' JSON is still written
+#
+# Every stage's output goes to session.log in the folder as well as to the screen;
+# the last lines printed are a table of the stages and the report's goals.
+# Environment: PYTHON (default python3), MAX_JOBS (default 16), TORCH_CUDA_ARCH_LIST.
+# Wheels in .whl/ (e.g. nvidia-cutlass for the CuTe headers) are installed first.
+
+set -uo pipefail
+cd "$(dirname "$0")/.."
+export PYTHONUNBUFFERED=1
+
+PY=${PYTHON:-python3}
+out="" quick="" kexpr="" tag="" limit=570
+stages=()
+while (($#)); do
+    case "$1" in
+        --out) out=$2; shift 2 ;;
+        --quick) quick=1; shift ;;
+        -k) kexpr=$2; shift 2 ;;
+        --tag) tag=$2; shift 2 ;;
+        --limit) limit=$2; shift 2 ;;
+        versions | build | test | bench | report) stages+=("$1"); shift ;;
+        -h | --help) sed -n '2,/^$/p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) echo "gpu_session.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+    esac
+done
+((${#stages[@]})) || stages=(versions build test bench report)
+tag=${tag:-$([[ -n $quick ]] && echo quick || echo all)}
+
+gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n1)
+if [[ -z $out ]]; then
+    slug=$(echo "${gpu:-nogpu}" | tr '[:upper:]' '[:lower:]' | sed 's/^nvidia //; s/[^a-z0-9]\+/-/g; s/-$//')
+    out=${OUT:-benchmarks/results/$slug-$(date -u +%Y-%m-%d)}
+fi
+mkdir -p "$out"
+log=$out/session.log
+start=$SECONDS
+summary=() goals=""
+
+left() { echo $((limit - (SECONDS - start))); }
+
+# Runs "$@" under a deadline of $1 seconds: SIGINT first (pytest then stops cleanly
+# and pytest-benchmark still writes its JSON), SIGKILL 30 s later.
+deadline() {
+    local seconds=$1
+    shift
+    if ((seconds < 10)); then
+        echo "no time left for: $*" | tee -a "$log"
+        return 124
+    fi
+    timeout -s INT -k 30 "$seconds" "$@"
+}
+
+stage() {
+    local name=$1 t0=$SECONDS rc
+    echo "=== $name ($(date -u +%H:%M:%S), $(left) s left) ===" | tee -a "$log"
+    "stage_$name"
+    rc=$?
+    summary+=("$(printf '%-9s %-6s %4d s' "$name" "$([[ $rc == 0 ]] && echo ok || echo "rc=$rc")" $((SECONDS - t0)))")
+    return $rc
+}
+
+stage_versions() {
+    {
+        echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+        nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv 2>&1
+        echo "nvcc: $(nvcc --version 2>/dev/null | tail -n1 || echo 'not found')"
+        "$PY" -m resnet_kernels.bench versions 2>&1
+    } | tee "$out/versions.txt" | tee -a "$log"
+}
+
+stage_build() {
+    if compgen -G ".whl/*.whl" >/dev/null; then
+        "$PY" -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl 2>&1 | tee -a "$log"
+        export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+    fi
+    if [[ ${RK_SKIP_BUILD:-0} != 1 ]]; then
+        echo "building with TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0a} MAX_JOBS=${MAX_JOBS:-16}" | tee -a "$log"
+        TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0a} MAX_JOBS=${MAX_JOBS:-16} RESNET_KERNELS_FORCE_CUDA=1 \
+            deadline "$(($(left) - 60))" "$PY" -m pip install --no-build-isolation --no-deps -e . >>"$log" 2>&1
+        local rc=$?
+        tail -n 5 "$log"
+        ((rc == 0)) || return $rc
+    fi
+    "$PY" -c "import resnet_kernels._C, torch; assert hasattr(torch.ops.resnet_kernels, 'conv_bn_act_cuda'); \
+print('CUDA extension loads:', resnet_kernels._C.__file__)" 2>&1 | tee -a "$log"
+}
+
+stage_test() {
+    deadline "$(($(left) - 60))" "$PY" -m pytest tests -x -q -rs -p no:cacheprovider \
+        --junitxml="$out/tests-junit.xml" 2>&1 | tee -a "$log"
+}
+
+stage_bench() {
+    # No new benchmark starts in the last 3 minutes: one may compile for that long.
+    local args=(--benchmark-only --benchmark-json="$out/bench-$tag.json" -q -rs -p no:cacheprovider
+        --benchmark-columns=min,median,iqr,rounds --benchmark-sort=name
+        --rk-budget-s "$(($(left) > 241 ? $(left) - 240 : 1))")
+    [[ -n $quick ]] && args+=(--rk-quick)
+    [[ -n $kexpr ]] && args+=(-k "$kexpr")
+    deadline "$(($(left) - 45))" "$PY" -m pytest benchmarks/ "${args[@]}" 2>&1 | tee -a "$log"
+}
+
+stage_report() {
+    if ! compgen -G "$out/bench-*.json" >/dev/null; then
+        echo "no bench-*.json in $out: nothing to report" | tee -a "$log"
+        return 1
+    fi
+    goals=$(deadline "$(($(left) - 5))" "$PY" -m resnet_kernels.bench report "$out"/bench-*.json --out "$out" 2>&1)
+    local rc=$?
+    echo "$goals" | tee -a "$log"
+    return $rc
+}
+
+status=0
+for s in "${stages[@]}"; do
+    stage "$s" || status=1
+done
+
+echo
+echo "=== $gpu, $(date -u +%Y-%m-%dT%H:%M:%SZ), results in $out ==="
+printf '%s\n' "${summary[@]}"
+[[ -n $goals ]] && echo "$goals"
+exit $status
