@@ -21,17 +21,6 @@ import torch
 from . import backends
 
 
-def _randomize_batchnorm(model: torch.nn.Module, generator: torch.Generator) -> None:
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            c = m.num_features
-            with torch.no_grad():
-                m.weight.copy_(torch.rand(c, generator=generator) * 0.5 + 0.75)
-                m.bias.copy_(torch.randn(c, generator=generator) * 0.1)
-                m.running_mean.copy_(torch.randn(c, generator=generator) * 0.1)
-                m.running_var.copy_(torch.rand(c, generator=generator) * 0.5 + 0.75)
-
-
 def _rel_error(out: torch.Tensor, ref: torch.Tensor) -> float:
     return ((out.double() - ref.double()).norm() / ref.double().norm()).item()
 
@@ -39,12 +28,13 @@ def _rel_error(out: torch.Tensor, ref: torch.Tensor) -> float:
 def _models(seed: int):
     import torchvision
 
+    from .bench.data import randomize_batchnorm
     from .models import resnet50
 
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     tv = torchvision.models.resnet50().eval()
-    _randomize_batchnorm(tv, generator)
+    randomize_batchnorm(tv, generator)
     ours = resnet50().eval()
     ours.load_state_dict(tv.state_dict())
     return tv, ours, generator
