@@ -40,7 +40,7 @@ def _why_no_cuda():
 
 
 def _max_jobs() -> None:
-    """Cap MAX_JOBS by free memory: a CuTe translation unit takes ~2 GB to compile."""
+    """Cap MAX_JOBS by free memory (~2 GB per nvcc job, to be safe)."""
     try:
         with open("/proc/meminfo") as f:
             avail_kb = next(int(line.split()[1]) for line in f if line.startswith("MemAvailable"))
@@ -52,14 +52,8 @@ def _max_jobs() -> None:
 
 
 def _include_dirs():
-    """CUTLASS/CuTe headers (nvidia-cutlass wheel) and torch's pip NVIDIA headers."""
+    """csrc/ and torch's pip NVIDIA headers (cusparse.h & co. live there, not in the toolkit)."""
     dirs = [os.path.join(ROOT, "csrc")]
-    try:
-        import cutlass_library
-
-        dirs.append(os.path.join(os.path.dirname(cutlass_library.__file__), "source", "include"))
-    except ImportError:
-        pass
     import torch
 
     site = os.path.dirname(os.path.dirname(torch.__file__))
