@@ -1,13 +1,12 @@
 """CIFAR ResNets (option A) and plain nets against an independent eager implementation, and the paper's sizes."""
 
-import copy
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 import resnet_kernels.models as rk
-from test_models_helpers import assert_close, images, randomize_batchnorm
+from test_models_helpers import assert_close, assert_train_step_matches_eager, images, randomize_batchnorm
 
 
 def _bn(x, bn, training):
@@ -48,21 +47,7 @@ def test_eval_matches_eager(name, channels_last):
 
 def test_train_step_matches_eager():
     model = _model("resnet20").train()
-    reference = copy.deepcopy(model)
-    x = images(4, 32)
-    xs = [x.clone().requires_grad_(True) for _ in range(2)]
-    out, expected = model(xs[0], backend="reference"), eager_cifar(reference, xs[1], training=True)
-    assert_close(out, expected, rel=1e-6)
-    out.square().mean().backward()
-    expected.square().mean().backward()
-    assert_close(xs[0].grad, xs[1].grad, rel=1e-5)
-    theirs = dict(reference.named_parameters())
-    for key, p in model.named_parameters():
-        assert_close(p.grad, theirs[key].grad, rel=1e-5)
-    theirs = dict(reference.named_buffers())
-    for key, b in model.named_buffers():
-        if key.endswith("running_mean") or key.endswith("running_var"):  # F.batch_norm does not count batches
-            torch.testing.assert_close(b, theirs[key], rtol=1e-6, atol=1e-7, msg=key)
+    assert_train_step_matches_eager(model, eager_cifar, images(4, 32))
 
 
 # Table 6 of He et al. 2015, to its rounding (millions, significant digits as printed).

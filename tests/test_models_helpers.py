@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import nn
 
@@ -45,3 +47,22 @@ def assert_close(out: torch.Tensor, ref: torch.Tensor, rel: float = FP32_REL) ->
     assert out.shape == ref.shape and out.dtype == ref.dtype
     err = rel_error(out, ref)
     assert err <= rel, f"relative error {err:.2e} > {rel:.0e}"
+
+
+def assert_train_step_matches_eager(model: nn.Module, eager, x: torch.Tensor) -> None:
+    """One train-mode step of `model` against `eager(reference_copy, x, training=True)`:
+    outputs, input and parameter gradients, and the BatchNorm running statistics."""
+    reference = copy.deepcopy(model)
+    xs = [x.clone().requires_grad_(True) for _ in range(2)]
+    out, expected = model(xs[0], backend="reference"), eager(reference, xs[1], training=True)
+    assert_close(out, expected, rel=1e-6)
+    out.square().mean().backward()
+    expected.square().mean().backward()
+    assert_close(xs[0].grad, xs[1].grad, rel=1e-5)
+    theirs = dict(reference.named_parameters())
+    for key, p in model.named_parameters():
+        assert_close(p.grad, theirs[key].grad, rel=1e-5)
+    theirs = dict(reference.named_buffers())
+    for key, b in model.named_buffers():
+        if key.endswith("running_mean") or key.endswith("running_var"):  # F.batch_norm does not count batches
+            torch.testing.assert_close(b, theirs[key], rtol=1e-6, atol=1e-7, msg=key)
