@@ -17,12 +17,14 @@ import sys
 
 import pytest
 
-# name: (ResNet-50 layer, dtype, pre-activation prologue, (BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages))
+# name: (ResNet-50 layer, dtype, pre-activation prologue, (BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages),
+#        split_k)
 CONFIGS = {
-    "3x3_fp16_128x128x64": ("resnet50.layer3.0.conv2", "float16", False, (128, 128, 64, 8, 3)),
-    "1x1_gemm_residual_fp16": ("resnet50.layer1.0.conv3", "float16", False, (128, 256, 64, 8, 3)),
-    "3x3_s2_bf16_preactivation": ("resnet50.layer2.0.conv2", "bfloat16", True, (128, 128, 32, 4, 4)),
-    "stem_7x7_c3_fp16": ("resnet50.conv1", "float16", False, (128, 64, 32, 4, 4)),
+    "3x3_fp16_128x128x64": ("resnet50.layer3.0.conv2", "float16", False, (128, 128, 64, 8, 3), 1),
+    "1x1_gemm_residual_fp16": ("resnet50.layer1.0.conv3", "float16", False, (128, 256, 64, 8, 3), 1),
+    "3x3_s2_bf16_preactivation": ("resnet50.layer2.0.conv2", "bfloat16", True, (128, 128, 32, 4, 4), 1),
+    "stem_7x7_c3_fp16": ("resnet50.conv1", "float16", False, (128, 64, 32, 4, 4), 1),
+    "3x3_late_split16_fp16": ("resnet50.layer4.1.conv2", "float16", False, (64, 64, 64, 4, 3), 16),
 }
 SM90_SHARED_MEMORY = 227 * 1024
 
@@ -74,29 +76,38 @@ def compile_all():
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
-    from resnet_kernels.triton.conv import kernel_args
-    from resnet_kernels.triton.conv_kernel import conv_bn_act_kernel
+    from resnet_kernels.triton.conv import _EPILOGUE_ARGS, kernel_args
+    from resnet_kernels.triton.conv_kernel import conv_bn_act_kernel, splitk_epilogue_kernel
     from resnet_kernels.triton.tuning import flat_k
 
-    jit_fn = conv_bn_act_kernel.fn.fn  # autotune -> heuristics -> the JITFunction
-    results = {}
-    for name, (layer, dtype, preactivation, (bm, bn, bk, warps, stages)) in CONFIGS.items():
-        args, _ = kernel_args(*_layer_call(layer, dtype, preactivation))
-        tiles = {"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk}
-        tiles["FLAT_K"] = flat_k({**args, **tiles})
-        signature, constexprs, attrs = _specialise(jit_fn, args, tiles)
-        kernel = triton.compile(
+    def sm90(jit_fn, args, constants, warps, stages):
+        signature, constexprs, attrs = _specialise(jit_fn, args, constants)
+        return triton.compile(
             ASTSource(jit_fn, signature, constexprs, attrs),
             target=GPUTarget("cuda", 90, 32),
             options={"num_warps": warps, "num_stages": stages},
         )
-        ptx = kernel.asm["ptx"]
+
+    jit_fn = conv_bn_act_kernel.fn.fn  # autotune -> heuristics -> the JITFunction
+    results = {}
+    for name, (layer, dtype, preactivation, (bm, bn, bk, warps, stages), split_k) in CONFIGS.items():
+        args, groups = kernel_args(*_layer_call(layer, dtype, preactivation), None, split_k)
+        tiles = {"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk}
+        tiles["FLAT_K"] = flat_k({**args, **tiles})
+        tiles["SPLIT"] = split_k > 1
+        kernel = sm90(jit_fn, args, tiles, warps, stages)
         results[name] = {
-            "wgmma": "wgmma.mma_async" in ptx,
+            "wgmma": "wgmma.mma_async" in kernel.asm["ptx"],
             "shared": kernel.metadata.shared,
             "flat_k": tiles["FLAT_K"],
             "is_gemm": args["IS_GEMM"],
         }
+        if split_k > 1:
+            channels = groups * args["K"]
+            reduce_args = {n: args[n] for n in _EPILOGUE_ARGS}
+            reduce_args.update(KT=channels, ws_split_stride=args["M"] * channels)
+            reduce = sm90(splitk_epilogue_kernel, reduce_args, {"BLOCK_M": 64, "BLOCK_N": 64}, 4, 1)
+            results[name]["reduce_stores"] = "st.global" in reduce.asm["ptx"]
     return results
 
 
@@ -115,6 +126,10 @@ def test_compiles_for_sm90_with_wgmma(name, compiled):
     result = compiled[name]
     assert result["wgmma"], "no Hopper tensor-core instruction (wgmma) in the PTX"
     assert 0 < result["shared"] <= SM90_SHARED_MEMORY
+
+
+def test_split_k_compiles_with_its_reduction_kernel(compiled):
+    assert compiled["3x3_late_split16_fp16"]["reduce_stores"]
 
 
 def test_the_configs_cover_the_special_paths(compiled):

@@ -25,8 +25,8 @@ from helpers import REL_TOL, assert_within_cudnn_error, oracle, rel_error
 
 import resnet_kernels
 from resnet_kernels._args import output_memory_format
-from resnet_kernels.layer_shapes import distinct_layers
-from resnet_kernels.triton import conv_bn_act, weights
+from resnet_kernels.layer_shapes import distinct_layers, model_layers
+from resnet_kernels.triton import conv_bn_act, tuning, weights
 from resnet_kernels.triton.conv_kernel import _output_pixels, _pixel_rows
 
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
@@ -90,11 +90,11 @@ def _poisoned(shape, dtype, memory_format, device="cpu"):
     return torch.full(shape, float("nan"), dtype=dtype, device=device).contiguous(memory_format=memory_format)
 
 
-def _check(case, x, w, sc, sh, res=None, relu=True, in_scale=None, in_shift=None, residual_stride=1):
+def _check(case, x, w, sc, sh, res=None, relu=True, in_scale=None, in_shift=None, residual_stride=1, split_k=None):
     """Run the kernel into a NaN-poisoned buffer and compare it with the float64 oracle."""
     args = (x, w, sc, sh, res, *case.conv, relu, in_scale, in_shift, residual_stride)
     out = _poisoned((case.n, case.k, *case.out_hw), x.dtype, output_memory_format(x), x.device)
-    y = conv_bn_act(*args, out=out)
+    y = conv_bn_act(*args, out=out, split_k=split_k)
     assert y is out
     assert not torch.isnan(y).any(), "the kernel left elements of the output unwritten"
     err = rel_error(y, oracle(*args))
@@ -184,6 +184,61 @@ def test_padded_taps_read_zero_not_relu_of_shift(gen):
     padded = F.pad(x.double(), (1, 1, 1, 1))
     wrong = oracle(padded, w, sc, sh, None, (1, 1), (0, 0), (1, 1), 1, True, None, pre_shift, 1)
     assert rel_error(y, wrong) > 10 * REL_TOL[dtype]
+
+
+# --- split-K -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("split_k", [2, 3, 7])
+@pytest.mark.parametrize("name", ["3x3_s2_p1", "7x7_s2_p3_stem_c3", "1x1_s1_gemm", "groups2_unmerged",
+                                  "groups16_resnext_c4"])
+def test_split_k(name, split_k, gen):
+    """Split reductions, the epilogue in the second kernel: every feature, uneven and empty splits.
+
+    Under the interpreter these reductions have 1-9 iterations, so 3 and 7 splits
+    leave some splits short and some empty.
+    """
+    case, dtype = GEOMETRY[name]
+    x, w, sc, sh = _inputs(case, dtype, gen)
+    res = _randn(gen, case.n, case.k // 2, *case.out_hw, dtype=dtype)  # option A: half the channels
+    pre_shift = torch.randn(case.c, generator=gen)
+    y = _check(case, x, w, sc, sh, res, in_shift=pre_shift, split_k=split_k)
+    again = conv_bn_act(x, w, sc, sh, res, *case.conv, True, None, pre_shift, 1, split_k=split_k)
+    assert torch.equal(y, again), "split-K sums in a fixed order: the same inputs give the same bits"
+
+
+@pytest.mark.parametrize("split_k", [0, -2, 1.5])
+def test_split_k_must_be_a_positive_int(split_k, gen):
+    case = Case(1, 8, 16, 4, 4, 1, 1)
+    x, w, sc, sh = _inputs(case, torch.float32, gen)
+    with pytest.raises(ValueError, match="split_k must be a positive int"):
+        conv_bn_act(x, w, sc, sh, None, *case.conv, True, None, None, 1, split_k=split_k)
+
+
+def _resnet50_layer(name):
+    return next(layer for layer in model_layers("resnet50") if layer.name == name)
+
+
+@pytest.mark.parametrize(
+    "name,batch,expected",
+    [
+        ("layer4.1.conv2", 1, 16),  # 8 programs of 64x64, 4608-long reduction: 16 splits (the cap)
+        ("layer3.1.conv2", 1, 9),  # 16 programs, 2304 long: 9 splits of 4 BLOCK_K=64 steps
+        ("layer4.1.conv2", 32, 1),  # 200 programs fill 132 SMs
+        ("layer1.0.conv1", 1, 1),  # 49 programs, but a 64-long reduction: nothing to split
+        ("layer4.1.conv2", 256, 1),
+    ],
+)
+def test_split_k_heuristic_on_an_h100(name, batch, expected):
+    layer = _resnet50_layer(name)
+    m = batch * layer.P * layer.Q
+    reduction = layer.R * layer.S * layer.C // layer.groups
+    assert tuning.split_k(m, layer.K, layer.groups, reduction, num_sms=132) == expected
+
+
+def test_cpu_tensors_are_not_split_by_default():
+    assert tuning.num_sms(torch.device("cpu")) == 0
+    assert tuning.split_k(1, 64, 1, 4608, num_sms=0) == 1
 
 
 # --- memory formats ---------------------------------------------------------------------------

@@ -105,9 +105,9 @@ def hopper(monkeypatch, tmp_path):
     return tuning.autotune_configs()
 
 
-def _args(dtype=torch.float16, M=50176, K=64, C=64, R=3, S=3):
+def _args(dtype=torch.float16, M=50176, K=64, C=64, R=3, S=3, SPLIT_K=1):
     return {"x_ptr": torch.empty(1, dtype=dtype), "M": M, "K": K, "C": C, "R": R, "S": S,
-            "stride_h": 1, "stride_w": 1}
+            "stride_h": 1, "stride_w": 1, "SPLIT_K": SPLIT_K}
 
 
 def test_pruning_fits_tiles_to_the_shape(hopper):
@@ -129,6 +129,7 @@ def test_a_remembered_winner_skips_tuning(hopper):
     tuning.remember(Kernel, args)
     assert tuning.prune_configs(hopper, args) == [hopper[3]]
     assert len(tuning.prune_configs(hopper, _args(C=128))) > 1  # another shape is tuned anew
+    assert len(tuning.prune_configs(hopper, _args(SPLIT_K=4))) > 1  # so is another split of the same shape
 
 
 def test_the_interpreter_gets_one_config(monkeypatch):

@@ -9,6 +9,10 @@ layout. The output has x's memory format (channels_last iff x is).
 fp32 inputs use TF32 tensor cores exactly when torch.backends.cudnn.allow_tf32
 is set (torch's default, and the switch torch's own convolutions obey), else
 full-precision fp32 ("ieee") dots. Accumulation is fp32 for every dtype.
+
+Grids too small for the GPU (late layers at small batch) split the reduction
+(tuning.split_k): the conv kernel writes fp32 partials to a workspace taken
+from the caching allocator and a second kernel sums them and runs the epilogue.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import triton
 
 from .._args import output_memory_format, output_size
 from . import _interpreter_compat, tuning
-from .conv_kernel import conv_bn_act_kernel
+from .conv_kernel import conv_bn_act_kernel, splitk_epilogue_kernel
 from .weights import merge_factor, packed_weight
 
 # CUDA allows at most 65535 blocks in grid dimension y, which indexes groups.
@@ -63,8 +67,13 @@ def kernel_args(
     in_shift: Optional[torch.Tensor],
     residual_stride: int,
     out: Optional[torch.Tensor] = None,
+    split_k: Optional[int] = None,
 ) -> tuple[dict, int]:
-    """The kernel's arguments for one call (all but the tile sizes) and its number of (merged) groups."""
+    """The kernel's arguments for one call (all but the tile sizes) and its number of (merged) groups.
+
+    split_k: how many ranges the reduction is split into; None picks it from the
+    grid size and the GPU (tuning.split_k), 1 never splits.
+    """
     n, _, h, w = x.shape
     k, c_per_group, r, s = weight.shape
     p = output_size(h, r, stride[0], padding[0], dilation[0])
@@ -76,6 +85,13 @@ def kernel_args(
             f"groups={groups} is more than the triton backend can launch ({_MAX_GRID_GROUPS} after merging)"
         )
     out = _output(out, x, (n, k, p, q))
+    c_kernel, k_kernel = c_per_group * merge, (k // groups) * merge
+    if split_k is None:
+        split_k = tuning.split_k(n * p * q, k_kernel, kernel_groups, r * s * c_kernel, tuning.num_sms(x.device))
+    if not isinstance(split_k, int) or split_k < 1:
+        raise ValueError(f"split_k must be a positive int, got {split_k!r}")
+    # (split, pixel, output channel) fp32 partial sums; absent when not splitting.
+    ws = torch.empty((split_k, n * p * q, k), dtype=torch.float32, device=x.device) if split_k > 1 else None
     res_strides = (0, 0, 0, 0) if residual is None else residual.stride()
     # Absent optional tensors: the kernel never reads the pointer (its HAS_* flag is off).
     args = dict(
@@ -83,13 +99,15 @@ def kernel_args(
         scale_ptr=x if scale is None else scale, shift_ptr=x if shift is None else shift,
         res_ptr=x if residual is None else residual,
         in_scale_ptr=x if in_scale is None else in_scale, in_shift_ptr=x if in_shift is None else in_shift,
-        M=n * p * q, H=h, W=w, P=p, Q=q, C=c_per_group * merge, K=(k // groups) * merge,
+        ws_ptr=x if ws is None else ws,
+        M=n * p * q, H=h, W=w, P=p, Q=q, C=c_kernel, K=k_kernel,
         stride_h=stride[0], stride_w=stride[1], pad_h=padding[0], pad_w=padding[1],
         dil_h=dilation[0], dil_w=dilation[1],
         sxn=x.stride(0), sxc=x.stride(1), sxh=x.stride(2), sxw=x.stride(3),
         son=out.stride(0), sok=out.stride(1), sop=out.stride(2), soq=out.stride(3),
         srn=res_strides[0], src=res_strides[1], srh=res_strides[2], srw=res_strides[3],
         res_channels=0 if residual is None else residual.shape[1], res_step=residual_stride,
+        SPLIT_K=split_k,
         R=r, S=s,
         IS_GEMM=r == 1 and s == 1 and tuple(stride) == (1, 1) and tuple(padding) == (0, 0) and _dense_rows(x),
         HAS_SCALE=scale is not None, HAS_SHIFT=shift is not None, HAS_RES=residual is not None, RELU=bool(relu),
@@ -115,19 +133,43 @@ def conv_bn_act(
     in_shift: Optional[torch.Tensor],
     residual_stride: int,
     out: Optional[torch.Tensor] = None,
+    split_k: Optional[int] = None,
 ) -> torch.Tensor:
-    """The triton backend of resnet_kernels.ops.conv_bn_act; `out`, if given, receives the result."""
+    """The triton backend of resnet_kernels.ops.conv_bn_act; `out`, if given, receives the result.
+
+    split_k forces the split of the reduction (see kernel_args); None chooses it.
+    """
     args, kernel_groups = kernel_args(
         x, weight, scale, shift, residual, stride, padding, dilation, groups, relu, in_scale, in_shift,
-        residual_stride, out,
+        residual_stride, out, split_k,
     )
 
     def grid(meta):
         tiles_m = triton.cdiv(args["M"], meta["BLOCK_M"])
-        return (tiles_m * triton.cdiv(args["K"], meta["BLOCK_N"]), kernel_groups)
+        return (tiles_m * triton.cdiv(args["K"], meta["BLOCK_N"]), kernel_groups, args["SPLIT_K"])
 
     if tuning.interpreting():
         _interpreter_compat.install()
     conv_bn_act_kernel[grid](**args)
     tuning.remember(conv_bn_act_kernel, args)
+    if args["SPLIT_K"] > 1:
+        _reduce_splits(args, kernel_groups * args["K"])
     return args["out_ptr"]
+
+
+def _reduce_splits(args: dict, channels: int) -> None:
+    """out = epilogue(sum of the split-K partials): a memory-bound pass over (M, channels) fp32 tiles."""
+    block = 32 if tuning.interpreting() else 64
+    grid = (triton.cdiv(args["M"], block), triton.cdiv(channels, block))
+    splitk_epilogue_kernel[grid](
+        **{name: args[name] for name in _EPILOGUE_ARGS},
+        KT=channels, ws_split_stride=args["M"] * channels, BLOCK_M=block, BLOCK_N=block, num_warps=4,
+    )
+
+
+# The arguments splitk_epilogue_kernel shares with conv_bn_act_kernel.
+_EPILOGUE_ARGS = (
+    "ws_ptr", "out_ptr", "scale_ptr", "shift_ptr", "res_ptr", "M", "P", "Q", "SPLIT_K",
+    "son", "sok", "sop", "soq", "srn", "src", "srh", "srw", "res_channels", "res_step",
+    "HAS_SCALE", "HAS_SHIFT", "HAS_RES", "RELU",
+)

@@ -23,6 +23,13 @@ Three ways to walk the reduction, chosen by constexpr flags:
   slice runs over (r, s, c) flattened and every column decodes its own tap,
   so 147 reduction steps take 5 slices of 32 instead of 49 mostly-empty ones.
 
+Split-K (SPLIT_K > 1, for grids too small to fill the GPU: late layers at small
+batch): grid axis 2 splits the reduction iterations into SPLIT_K contiguous
+ranges; each program writes its fp32 partial tile to a workspace
+(SPLIT_K, M, all output channels) instead of running the epilogue, and
+splitk_epilogue_kernel sums the partials in a fixed order (deterministic, no
+atomics) and runs the same epilogue (_epilogue_store).
+
 64-bit safety: the pixel index m and everything multiplied by a tensor stride
 is int64 (see _output_pixels / _pixel_rows); channel and tap indices stay
 int32 (< 2^31 by far) until they meet a stride.
@@ -75,11 +82,52 @@ def _prologue(a, ch, ch_mask, valid, in_scale_ptr, in_shift_ptr, HAS_IN_SCALE: t
     return y.to(a.dtype)
 
 
+@triton.jit
+def _epilogue_store(acc, img, p, q, mask_m, k_out, mask_n, out_ptr, scale_ptr, shift_ptr, res_ptr,
+                    son, sok, sop, soq, srn, src, srh, srw, res_channels, res_step,
+                    HAS_SCALE: tl.constexpr, HAS_SHIFT: tl.constexpr, HAS_RES: tl.constexpr, RELU: tl.constexpr):
+    """The fused epilogue in fp32 and the one store: relu?(scale[k]*acc + shift[k] + residual).
+
+    acc is (BLOCK_M, BLOCK_N) for output pixels (img, p, q) and global output
+    channels k_out (int64). Option A reads residual[img, k, p*res_step, q*res_step]
+    for k < res_channels and adds 0 above.
+    """
+    if HAS_SCALE:
+        acc = acc * tl.load(scale_ptr + k_out, mask=mask_n, other=0.0)[None, :]
+    if HAS_SHIFT:
+        acc = acc + tl.load(shift_ptr + k_out, mask=mask_n, other=0.0)[None, :]
+    out_mask = mask_m[:, None] & mask_n[None, :]
+    if HAS_RES:
+        res_rows = _pixel_rows(img, p * res_step, q * res_step, srn, srh, srw)
+        res_mask = out_mask & (k_out < res_channels)[None, :]
+        res = tl.load(res_ptr + res_rows[:, None] + (k_out * src)[None, :], mask=res_mask, other=0.0)
+        acc = acc + res.to(tl.float32)
+    if RELU:
+        acc = tl.maximum(acc, 0.0)
+    out_rows = _pixel_rows(img, p, q, son, sop, soq)
+    tl.store(out_ptr + out_rows[:, None] + (k_out * sok)[None, :], acc.to(out_ptr.dtype.element_ty), mask=out_mask)
+
+
+@triton.jit
+def _split_range(iters, SPLIT_K):
+    """Iterations [lo, hi) of the reduction that program tl.program_id(2) owns.
+
+    ceil(iters / SPLIT_K) per split, so the last splits may get fewer iterations
+    or none (hi < lo is an empty range): such a program stores zero partials,
+    which the sum ignores. The host cannot know BLOCK_K (autotuned), hence
+    this tolerance rather than SPLIT_K <= iters.
+    """
+    per_split = tl.cdiv(iters, SPLIT_K)
+    lo = tl.program_id(2) * per_split
+    return lo, tl.minimum(lo + per_split, iters)
+
+
 @triton.autotune(configs=autotune_configs(), key=TUNING_KEY, prune_configs_by={"early_config_prune": prune_configs})
-@triton.heuristics({"FLAT_K": flat_k})
+@triton.heuristics({"FLAT_K": flat_k, "SPLIT": lambda args: args["SPLIT_K"] > 1})
 @triton.jit
 def conv_bn_act_kernel(
     x_ptr, w_ptr, out_ptr, scale_ptr, shift_ptr, res_ptr, in_scale_ptr, in_shift_ptr,
+    ws_ptr,  # split-K partials, fp32 (SPLIT_K, M, G*K); unused without SPLIT
     # sizes; C and K are channels per (merged) group
     M, H, W, P, Q, C, K,
     stride_h, stride_w, pad_h, pad_w, dil_h, dil_w,
@@ -87,6 +135,7 @@ def conv_bn_act_kernel(
     son, sok, sop, soq,  # out strides
     srn, src, srh, srw,  # residual strides
     res_channels, res_step,  # option-A residual: channels [0, res_channels), every res_step-th pixel
+    SPLIT_K,  # programs along grid axis 2, each reducing its own range of the iterations
     R: tl.constexpr, S: tl.constexpr,
     IS_GEMM: tl.constexpr,
     HAS_SCALE: tl.constexpr, HAS_SHIFT: tl.constexpr, HAS_RES: tl.constexpr, RELU: tl.constexpr,
@@ -94,6 +143,7 @@ def conv_bn_act_kernel(
     UPCAST: tl.constexpr,  # dot in fp32 (the interpreter's bf16 dot is wrong)
     DOT_PRECISION: tl.constexpr,  # "tf32" or "ieee" for fp32 inputs
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, FLAT_K: tl.constexpr,
+    SPLIT: tl.constexpr,  # SPLIT_K > 1: store partials to ws_ptr instead of the epilogue
 ):
     # Grid: (M tiles * N tiles, groups). N tiles vary fastest, so the programs
     # running together share their A (activation) tile through L2; the weights
@@ -121,8 +171,9 @@ def conv_bn_act_kernel(
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     if FLAT_K:
         RSC = R * S * C
-        for k0 in range(0, RSC, BLOCK_K):
-            kk = k0 + tl.arange(0, BLOCK_K)
+        it_lo, it_hi = _split_range(tl.cdiv(RSC, BLOCK_K), SPLIT_K)
+        for it in range(it_lo, it_hi):
+            kk = it * BLOCK_K + tl.arange(0, BLOCK_K)
             mask_k = kk < RSC
             c = kk % C
             tap = kk // C
@@ -141,7 +192,8 @@ def conv_bn_act_kernel(
     else:
         # One flat loop over (tap, channel slice) pipelines better than two nested loops.
         c_steps = tl.cdiv(C, BLOCK_K)
-        for it in range(0, R * S * c_steps):
+        it_lo, it_hi = _split_range(R * S * c_steps, SPLIT_K)
+        for it in range(it_lo, it_hi):
             tap = it // c_steps
             offs_c = (it - tap * c_steps) * BLOCK_K + tl.arange(0, BLOCK_K)
             mask_c = offs_c < C
@@ -165,20 +217,39 @@ def conv_bn_act_kernel(
                 b = b.to(tl.float32)
             acc = tl.dot(a, b, acc, input_precision=DOT_PRECISION)
 
-    # Epilogue, all in fp32: folded BN, residual, ReLU, one store.
     k_out = group * K + offs_n  # global output channel (int64)
-    if HAS_SCALE:
-        acc = acc * tl.load(scale_ptr + k_out, mask=mask_n, other=0.0)[None, :]
-    if HAS_SHIFT:
-        acc = acc + tl.load(shift_ptr + k_out, mask=mask_n, other=0.0)[None, :]
-    out_mask = mask_m[:, None] & mask_n[None, :]
-    if HAS_RES:
-        # Option A reads residual[img, k, p*res_step, q*res_step] for k < res_channels, 0 above.
-        res_rows = _pixel_rows(img, p * res_step, q * res_step, srn, srh, srw)
-        res_mask = out_mask & (k_out < res_channels)[None, :]
-        res = tl.load(res_ptr + res_rows[:, None] + (k_out * src)[None, :], mask=res_mask, other=0.0)
-        acc = acc + res.to(tl.float32)
-    if RELU:
-        acc = tl.maximum(acc, 0.0)
-    out_rows = _pixel_rows(img, p, q, son, sop, soq)
-    tl.store(out_ptr + out_rows[:, None] + (k_out * sok)[None, :], acc.to(out_ptr.dtype.element_ty), mask=out_mask)
+    if SPLIT:
+        # Partial sums of this program's iteration range; the epilogue runs in splitk_epilogue_kernel.
+        KT = tl.num_programs(1) * K  # all output channels
+        ws_rows = (tl.program_id(2).to(tl.int64) * M + offs_m) * KT  # row (split, m) of the workspace
+        tl.store(ws_ptr + ws_rows[:, None] + k_out[None, :], acc, mask=mask_m[:, None] & mask_n[None, :])
+    else:
+        _epilogue_store(acc, img, p, q, mask_m, k_out, mask_n, out_ptr, scale_ptr, shift_ptr, res_ptr,
+                        son, sok, sop, soq, srn, src, srh, srw, res_channels, res_step,
+                        HAS_SCALE, HAS_SHIFT, HAS_RES, RELU)
+
+
+@triton.jit
+def splitk_epilogue_kernel(
+    ws_ptr, out_ptr, scale_ptr, shift_ptr, res_ptr,
+    M, KT, P, Q, SPLIT_K, ws_split_stride,  # ws is (SPLIT_K, M, KT): ws_split_stride = M*KT
+    son, sok, sop, soq, srn, src, srh, srw, res_channels, res_step,
+    HAS_SCALE: tl.constexpr, HAS_SHIFT: tl.constexpr, HAS_RES: tl.constexpr, RELU: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+):
+    """out = epilogue(sum over s of ws[s]) for one (BLOCK_M, BLOCK_N) tile of the (M, KT) output.
+
+    Summed in split order, so the result does not depend on scheduling.
+    """
+    offs_m, img, p, q, mask_m = _output_pixels(tl.program_id(0), M, P, Q, BLOCK_M)
+    k_out = tl.program_id(1).to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N)
+    mask_n = k_out < KT
+    mask = mask_m[:, None] & mask_n[None, :]
+    ptrs = ws_ptr + offs_m[:, None] * KT + k_out[None, :]
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    for _ in range(0, SPLIT_K):
+        acc += tl.load(ptrs, mask=mask, other=0.0)
+        ptrs += ws_split_stride  # 64-bit pointer steps: s * M * KT may pass 2^31
+    _epilogue_store(acc, img, p, q, mask_m, k_out, mask_n, out_ptr, scale_ptr, shift_ptr, res_ptr,
+                    son, sok, sop, soq, srn, src, srh, srw, res_channels, res_step,
+                    HAS_SCALE, HAS_SHIFT, HAS_RES, RELU)

@@ -2,7 +2,8 @@
 and the on-disk memory of winners.
 
 Key: the conv shape as the kernel sees it, (M, K, C, R, S, stride) with K and C
-per (merged) group, plus the tensor dtypes that triton.autotune appends itself.
+per (merged) group, the split-K factor, plus the tensor dtypes that
+triton.autotune appends itself.
 
 On a GPU a new key is timed over the configs that suit the shape (prune_configs);
 a key whose winner is in the disk cache (tuning_cache.py) is pruned to that one
@@ -26,7 +27,7 @@ import triton
 
 from .tuning_cache import TuningCache, default_path
 
-TUNING_KEY = ["M", "K", "C", "R", "S", "stride_h", "stride_w"]
+TUNING_KEY = ["M", "K", "C", "R", "S", "stride_h", "stride_w", "SPLIT_K"]
 
 # (BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages): Hopper tiles for the
 # shapes ResNets have (K = 64..2048 output channels, M from 49 to 800k pixels).
@@ -56,6 +57,45 @@ def interpreting() -> bool:
 
 def autotuning() -> bool:
     return os.environ.get(AUTOTUNE_ENV, "1") != "0"
+
+
+# Split-K: a grid with fewer programs than about half the SMs leaves most of the
+# GPU idle (batch 1 on a 7x7 map: M = 49 pixels, 512 channels = 8 programs of the
+# 64x64 tile on 132 SMs) while each program walks a long reduction (3x3x512 =
+# 4608). Splitting the reduction into S ranges multiplies the programs by S; the
+# price is S fp32 partial tiles written and read once (2 * S * M * K * 4 bytes:
+# 4 MB for that layer at S = 16, against 4.7 MB of weights read anyway).
+_SPLIT_TILE = 64  # edge of the smallest candidate tile: the most programs an unsplit grid can have
+_MIN_SPLIT_ITERS = 4  # BLOCK_K=64 iterations each split keeps at least, so its pipeline still fills
+_MAX_SPLIT = 16
+
+
+def split_k(M: int, K: int, groups: int, reduction: int, num_sms: int) -> int:
+    """How many ranges to split a reduction of length `reduction` (R*S*C) into.
+
+    1 when the unsplit grid, counted with the smallest tile, already gives at
+    least half the SMs a program; else enough splits to reach one program per
+    SM, at most _MAX_SPLIT and keeping _MIN_SPLIT_ITERS iterations of 64 per split.
+    """
+    programs = triton.cdiv(M, _SPLIT_TILE) * triton.cdiv(K, _SPLIT_TILE) * groups
+    if 2 * programs >= num_sms:
+        return 1
+    by_length = reduction // (_SPLIT_TILE * _MIN_SPLIT_ITERS)
+    return max(1, min(triton.cdiv(num_sms, programs), by_length, _MAX_SPLIT))
+
+
+_sm_counts: dict = {}  # torch.device -> number of SMs
+
+
+def num_sms(device) -> int:
+    """SMs of a CUDA device (cached); 0 for the CPU, where nothing is split by default."""
+    if device.type != "cuda":
+        return 0
+    if device not in _sm_counts:
+        import torch
+
+        _sm_counts[device] = torch.cuda.get_device_properties(device).multi_processor_count
+    return _sm_counts[device]
 
 
 def _config(spec) -> triton.Config:
