@@ -8,6 +8,8 @@
 #   versions  versions.txt: GPU and driver (nvidia-smi), torch, CUDA, cuDNN, Triton, nvcc, date
 #   build     pip install -e . with the CUDA extension (TORCH_CUDA_ARCH_LIST, default 9.0a);
 #             RK_SKIP_BUILD=1 instead checks that a carried resnet_kernels/_C*.so loads
+#   kernels   CMake build of csrc/kernels + ctest (the kernels against a naive CUDA conv), then
+#             compute-sanitizer memcheck and racecheck on the same executable; kernels.log
 #   test      pytest tests -q (Triton autotuning off), with tests-junit.xml; RK_TEST_ARGS adds arguments
 #   bench     pytest benchmarks/ --benchmark-only, JSON in bench-TAG.json
 #   report    report.md and PNG charts from every bench-*.json in the folder
@@ -40,12 +42,12 @@ while (($#)); do
         -k) kexpr=$2; shift 2 ;;
         --tag) tag=$2; shift 2 ;;
         --limit) limit=$2; shift 2 ;;
-        versions | build | test | bench | report) stages+=("$1"); shift ;;
+        versions | build | kernels | test | bench | report) stages+=("$1"); shift ;;
         -h | --help) sed -n '2,/^$/p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "gpu_session.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
     esac
 done
-((${#stages[@]})) || stages=(versions build test bench report)
+((${#stages[@]})) || stages=(versions build kernels test bench report)
 tag=${tag:-$([[ -n $quick ]] && echo quick || echo all)}
 
 gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n1)
@@ -105,6 +107,28 @@ stage_build() {
     fi
     "$PY" -c "import resnet_kernels._C, torch; assert hasattr(torch.ops.resnet_kernels, 'conv_bn_act_cuda'); \
 print('CUDA extension loads:', resnet_kernels._C.__file__)" 2>&1 | tee -a "$log"
+}
+
+stage_kernels() {
+    # The standalone kernel test first: a wrong or hanging kernel shows up here in
+    # seconds, with the sanitizers' verdict, before pytest runs hundreds of shapes.
+    local build=build/cmake-gpu rc=0 archs=${CMAKE_CUDA_ARCHITECTURES:-}
+    {
+        cmake -S . -B "$build" ${archs:+-DCMAKE_CUDA_ARCHITECTURES=$archs} >/dev/null &&
+            deadline "$(($(left) - 60))" cmake --build "$build" -j "${MAX_JOBS:-16}" >/dev/null
+    } 2>&1 | tee -a "$out/kernels.log" "$log" >/dev/null || return 1
+    for tool in ctest memcheck racecheck; do
+        echo "--- $tool" | tee -a "$out/kernels.log" "$log"
+        if [[ $tool == ctest ]]; then
+            deadline 120 ctest --test-dir "$build" --output-on-failure
+        else
+            deadline 240 compute-sanitizer --tool "$tool" --error-exitcode 3 "$build/test_conv"
+        fi 2>&1 | tail -n 40 | tee -a "$out/kernels.log" "$log"
+        local step=${PIPESTATUS[0]}
+        echo "$tool: rc=$step" | tee -a "$out/kernels.log" "$log"
+        ((step == 0)) || rc=1
+    done
+    return $rc
 }
 
 stage_test() {
