@@ -3,7 +3,8 @@
 Environment:
   RESNET_KERNELS_FORCE_CUDA=1   fail instead of skipping when the extension cannot be built
   RESNET_KERNELS_SKIP_CUDA=1    never build the extension
-  TORCH_CUDA_ARCH_LIST          target archs (default "8.0;9.0")
+  TORCH_CUDA_ARCH_LIST          target archs (default "8.0;9.0a": sm_80 for A100s; sm_90a, the only
+                                code with the Hopper wgmma kernel, runs on H100/H200)
   MAX_JOBS                      parallel compile jobs (capped by free memory, ~2 GB per job)
 """
 
@@ -15,7 +16,7 @@ import sys
 from setuptools import setup
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
-DEFAULT_ARCHS = "8.0;9.0"
+DEFAULT_ARCHS = "8.0;9.0a"
 
 
 def _flag(name: str) -> bool:

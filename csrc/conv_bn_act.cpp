@@ -3,7 +3,8 @@
 // A thin wrapper over the raw-pointer launchers in kernels/: it validates the
 // call (the op may be called directly, not only through resnet_kernels.ops),
 // brings x to NHWC and the weight to KRSC, allocates the output, fills a
-// ConvParams and launches on the current stream.
+// ConvParams, plans the launch (kernel, tile, split-K: kernels/launch.h),
+// allocates the split-K workspace if any and launches on the current stream.
 //
 // Layouts. The kernels read dense NHWC x and KRSC w. A (K, C/g, R, S) weight
 // in channels_last memory *is* KRSC, so both conversions are
@@ -32,6 +33,7 @@
 
 #include <array>
 #include <limits>
+#include <vector>
 
 #include "kernels/launch.h"
 
@@ -95,13 +97,13 @@ std::array<int, 2> pair(at::IntArrayRef v, const char* name, int64_t min) {
   return {checked_int(v[0], name), checked_int(v[1], name)};
 }
 
-}  // namespace
-
-at::Tensor conv_bn_act_cuda(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& scale,
-                            const std::optional<at::Tensor>& shift, const std::optional<at::Tensor>& residual,
-                            at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
-                            bool relu, const std::optional<at::Tensor>& in_scale,
-                            const std::optional<at::Tensor>& in_shift, int64_t residual_stride) {
+// The op's checks and the call's geometry, per-channel vectors and residual
+// in p (x, w and y are set by the caller, after the layout conversions).
+ConvParams checked_params(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& scale,
+                          const std::optional<at::Tensor>& shift, const std::optional<at::Tensor>& residual,
+                          at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
+                          bool relu, const std::optional<at::Tensor>& in_scale,
+                          const std::optional<at::Tensor>& in_shift, int64_t residual_stride) {
   check_device(x, "x", x);
   check_device(weight, "weight", x);
   TORCH_CHECK(x.scalar_type() == at::kHalf || x.scalar_type() == at::kBFloat16, kOp,
@@ -144,8 +146,34 @@ at::Tensor conv_bn_act_cuda(const at::Tensor& x, const at::Tensor& weight, const
   p.in_scale = vector_ptr(in_scale, "in_scale", p.C, "input channel", x);
   p.in_shift = vector_ptr(in_shift, "in_shift", p.C, "input channel", x);
   set_residual(p, residual, residual_stride, x);
+  return p;
+}
 
+// The launch plan of p on x's device (x's device must be current), with
+// RESNET_KERNELS_CUDA_SPLIT_K read now; a bad value raises, naming the variable.
+// The multiprocessor count comes from the launcher library's per-device cache.
+ConvPlan plan_call(const ConvParams& p, const at::Tensor& x) {
+  int forced_split = 0;
+  if (const char* why = split_k_from_env(&forced_split)) TORCH_CHECK(false, kOp, ": ", why);
+  int num_sms = 0;
+  C10_CUDA_CHECK(multiprocessor_count(x.get_device(), &num_sms));
+  ConvPlan plan{};
+  C10_CUDA_CHECK(plan_conv(p, x.get_device(), num_sms, forced_split, &plan));
+  return plan;
+}
+
+}  // namespace
+
+at::Tensor conv_bn_act_cuda(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& scale,
+                            const std::optional<at::Tensor>& shift, const std::optional<at::Tensor>& residual,
+                            at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
+                            bool relu, const std::optional<at::Tensor>& in_scale,
+                            const std::optional<at::Tensor>& in_shift, int64_t residual_stride) {
+  ConvParams p = checked_params(x, weight, scale, shift, residual, stride, padding, dilation, groups, relu, in_scale,
+                                in_shift, residual_stride);
   const c10::cuda::CUDAGuard guard(x.device());
+  // RESNET_KERNELS_CUDA_KERNEL (kernels/launch.h): a bad value is the caller's error, not a CUDA one.
+  if (const char* why = kernel_choice_error(x.get_device())) TORCH_CHECK(false, kOp, ": ", why);
   const at::Tensor x_nhwc = x.contiguous(at::MemoryFormat::ChannelsLast);
   const at::Tensor w_krsc = weight.contiguous(at::MemoryFormat::ChannelsLast);
   at::Tensor y = at::empty({p.N, p.K, p.P, p.Q}, x.options().memory_format(at::MemoryFormat::ChannelsLast));
@@ -153,15 +181,53 @@ at::Tensor conv_bn_act_cuda(const at::Tensor& x, const at::Tensor& weight, const
   p.w = w_krsc.data_ptr();
   p.y = y.data_ptr();
 
+  const ConvPlan plan = plan_call(p, x);  // after p.y is set: the vector paths depend on its alignment
+  // Split-K partials (any contents: every byte read is written first). From
+  // the caching allocator on the current stream: no cudaMalloc or sync per
+  // call, capturable in a CUDA graph (the graph's pool then owns it). It is
+  // released when this function returns, before the kernels ran; the
+  // allocator only hands the block to later work on this stream, which
+  // stream order puts after them.
+  at::Tensor workspace;
+  if (plan.workspace_bytes > 0)
+    workspace = at::empty({static_cast<int64_t>(plan.workspace_bytes)}, x.options().dtype(at::kByte));
+  void* const ws = workspace.defined() ? workspace.data_ptr() : nullptr;
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   if (x.scalar_type() == at::kHalf) {
-    C10_CUDA_CHECK(launch_conv_bn_act<__half>(p, stream));
+    C10_CUDA_CHECK(launch_conv_bn_act<__half>(p, plan, ws, plan.workspace_bytes, stream));
   } else {
-    C10_CUDA_CHECK(launch_conv_bn_act<__nv_bfloat16>(p, stream));
+    C10_CUDA_CHECK(launch_conv_bn_act<__nv_bfloat16>(p, plan, ws, plan.workspace_bytes, stream));
   }
   // Same rule as resnet_kernels._args.output_memory_format.
   const bool channels_last = x.is_contiguous(at::MemoryFormat::ChannelsLast) && !x.is_contiguous();
   return channels_last ? y : y.contiguous();
+}
+
+// conv_plan_cuda: what conv_bn_act_cuda would launch for these arguments, now,
+// on x's device: [kernel (0 direct, 1 mma.sync, 2 wgmma), tile_m, tile_n,
+// split, workspace_bytes, vector_output, vector_residual] (see ConvPlan). Runs
+// the op's checks and layout conversions but launches nothing; the output is
+// taken as 16-byte aligned, as the op's fresh allocation is. For tests and
+// benchmarks (resnet_kernels.cuda_ops.conv_plan).
+std::vector<int64_t> conv_plan_cuda(const at::Tensor& x, const at::Tensor& weight,
+                                    const std::optional<at::Tensor>& scale, const std::optional<at::Tensor>& shift,
+                                    const std::optional<at::Tensor>& residual, at::IntArrayRef stride,
+                                    at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups, bool relu,
+                                    const std::optional<at::Tensor>& in_scale,
+                                    const std::optional<at::Tensor>& in_shift, int64_t residual_stride) {
+  ConvParams p = checked_params(x, weight, scale, shift, residual, stride, padding, dilation, groups, relu, in_scale,
+                                in_shift, residual_stride);
+  const c10::cuda::CUDAGuard guard(x.device());
+  if (const char* why = kernel_choice_error(x.get_device())) TORCH_CHECK(false, kOp, ": ", why);
+  const at::Tensor x_nhwc = x.contiguous(at::MemoryFormat::ChannelsLast);
+  const at::Tensor w_krsc = weight.contiguous(at::MemoryFormat::ChannelsLast);
+  p.x = x_nhwc.data_ptr();
+  p.w = w_krsc.data_ptr();
+  p.y = nullptr;  // stands for a fresh, 16-byte aligned allocation
+  const ConvPlan plan = plan_call(p, x);
+  const int64_t kernel = !plan.tensor_cores ? 0 : plan.kernel == KernelChoice::kMma ? 1 : 2;
+  return {kernel, plan.tile_m, plan.tile_n, plan.split, static_cast<int64_t>(plan.workspace_bytes),
+          plan.vector_output, plan.vector_residual};
 }
 
 // Called with CPU tensors only (the CUDA kernel handles mixed devices).
@@ -179,9 +245,16 @@ TORCH_LIBRARY_FRAGMENT(resnet_kernels, m) {
       "conv_bn_act_cuda(Tensor x, Tensor weight, Tensor? scale, Tensor? shift, Tensor? residual, int[] stride, "
       "int[] padding, int[] dilation, int groups, bool relu, Tensor? in_scale, Tensor? in_shift, "
       "int residual_stride) -> Tensor");
+  m.def(
+      "conv_plan_cuda(Tensor x, Tensor weight, Tensor? scale, Tensor? shift, Tensor? residual, int[] stride, "
+      "int[] padding, int[] dilation, int groups, bool relu, Tensor? in_scale, Tensor? in_shift, "
+      "int residual_stride) -> int[]");
 }
 
-TORCH_LIBRARY_IMPL(resnet_kernels, CUDA, m) { m.impl("conv_bn_act_cuda", &conv_bn_act_cuda); }
+TORCH_LIBRARY_IMPL(resnet_kernels, CUDA, m) {
+  m.impl("conv_bn_act_cuda", &conv_bn_act_cuda);
+  m.impl("conv_plan_cuda", &conv_plan_cuda);
+}
 TORCH_LIBRARY_IMPL(resnet_kernels, CPU, m) { m.impl("conv_bn_act_cuda", &conv_bn_act_cuda_on_cpu); }
 
 }  // namespace resnet_kernels

@@ -13,6 +13,7 @@ because of the extension.
 from __future__ import annotations
 
 import importlib
+from typing import NamedTuple
 
 import torch
 
@@ -45,3 +46,29 @@ else:
             residual_stride, dtypes=CUDA_DTYPES,
         )
         return torch.empty(geometry.out_shape, dtype=x.dtype, device=x.device, memory_format=output_memory_format(x))
+
+
+class CudaPlan(NamedTuple):
+    """What the C++ op launches for one call (``torch.ops.resnet_kernels.conv_plan_cuda``;
+    ConvPlan in csrc/kernels/launch.h)."""
+
+    kernel: str  # 'direct', 'mma' (mma.sync implicit GEMM) or 'wgmma'
+    tile_m: int  # CTA tile of the tensor-core kernel (0 for 'direct')
+    tile_n: int
+    split: int  # k splits of the mma kernel (split-K); 1 = none
+    workspace_bytes: int  # fp32 partials the op allocates per call (split * M * K * 4, or 0)
+    vector_output: bool  # 16-byte output stores
+    vector_residual: bool  # 16-byte residual loads
+
+
+def conv_plan(x, weight, scale, shift, residual, stride, padding, dilation, groups, relu, in_scale, in_shift,
+              residual_stride) -> CudaPlan:
+    """The plan ``conv_bn_act_cuda`` would use for these arguments now (same arguments; CUDA
+    tensors; RESNET_KERNELS_CUDA_SPLIT_K and RESNET_KERNELS_CUDA_KERNEL are read as by the op)."""
+    raw = torch.ops.resnet_kernels.conv_plan_cuda(
+        x, weight, scale, shift, residual, stride, padding, dilation, groups, relu, in_scale, in_shift,
+        residual_stride,
+    )
+    kernel, tile_m, tile_n, split, workspace, vector_output, vector_residual = raw
+    return CudaPlan(("direct", "mma", "wgmma")[kernel], tile_m, tile_n, split, workspace, bool(vector_output),
+                    bool(vector_residual))

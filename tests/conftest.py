@@ -6,6 +6,7 @@ the package is imported.
 """
 
 import os
+import zlib
 
 import pytest
 
@@ -33,6 +34,12 @@ def _extension_loaded() -> bool:
 needs_extension = pytest.mark.skipif(
     not _extension_loaded(), reason="the CUDA extension resnet_kernels._C is not built here"
 )
+
+
+@pytest.fixture
+def gen(request):
+    """A generator seeded from the test's id: fresh inputs per case, the same on every run."""
+    return torch.Generator().manual_seed(zlib.crc32(request.node.nodeid.encode()))
 
 
 @pytest.fixture(autouse=True)

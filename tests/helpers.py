@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from resnet_kernels import reference
@@ -55,3 +57,48 @@ def assert_within_cudnn_error(out, x, w, scale, shift, residual, layer, ref):
     ours = rel_error(out, ref)
     cudnn = rel_error(cudnn_layer(x, w, scale, shift, residual, layer), ref)
     assert ours <= max(2 * cudnn, GPU_ERROR_FLOOR[x.dtype]), f"error {ours:.3g} vs cuDNN {cudnn:.3g}"
+
+
+# --- the CUDA op on a GPU: inputs, unwritten-output check, which kernels ran -------
+
+CL = torch.channels_last
+
+
+def cuda_randn(gen, *shape, dtype, memory_format=CL):
+    return torch.randn(*shape, generator=gen).to("cuda", dtype).contiguous(memory_format=memory_format)
+
+
+def cuda_weight(gen, k, c_per_group, r, s, dtype):
+    w = torch.randn(k, c_per_group, r, s, generator=gen) / math.sqrt(c_per_group * r * s)
+    return w.to("cuda", dtype).contiguous(memory_format=CL)  # KRSC memory: no repack in the op
+
+
+def cuda_vector(gen, n, positive=False):
+    v = torch.rand(n, generator=gen) + 0.5 if positive else torch.randn(n, generator=gen)
+    return v.to("cuda")
+
+
+def into_poisoned_memory(op, args, shape):
+    """Run op(*args) so that its output lands in memory just filled with NaN, and check that
+    every element was written. The op's schema has no out= argument, so a NaN-filled block of
+    the output's exact size is freed to an emptied caching allocator just before the call and
+    the output allocation reuses it (asserted through data_ptr). Needs channels_last x and
+    weight, so that the output is the op's first allocation (a split-K workspace comes after
+    it; tests/test_cuda_splitk.py poisons that one too)."""
+    torch.cuda.empty_cache()
+    poison = torch.full((math.prod(shape),), float("nan"), dtype=args[0].dtype, device="cuda")
+    address = poison.data_ptr()
+    del poison
+    y = op(*args)
+    assert y.data_ptr() == address, "the output did not reuse the poisoned block; the NaN check would be vacuous"
+    torch.cuda.synchronize()
+    assert not torch.isnan(y).any(), "the kernel left elements of the output unwritten"
+    return y
+
+
+def kernels_run(fn):
+    """(fn(), names of the CUDA kernels fn launched), from the profiler."""
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+        y = fn()
+        torch.cuda.synchronize()
+    return y, [e.key for e in prof.key_averages()]

@@ -9,16 +9,16 @@ Unwritten outputs: the op's schema has no out= argument, so each numeric test
 frees a NaN-filled block of the output's exact size to an emptied caching
 allocator just before the call; the op's output allocation then reuses it
 (asserted through data_ptr). This needs channels_last x and weight, so that the
-output is the op's only allocation.
+output is the op's first allocation (a split-K workspace, if any, comes after it).
 """
-
-import math
-import zlib
 
 import pytest
 import torch
 from conftest import needs_cuda, needs_extension
-from helpers import REL_TOL, assert_within_cudnn_error, oracle, rel_error
+from helpers import REL_TOL, assert_within_cudnn_error, into_poisoned_memory, oracle, rel_error
+from helpers import cuda_randn as _randn
+from helpers import cuda_vector as _vector
+from helpers import cuda_weight as _weight
 
 from resnet_kernels import cuda_ops  # noqa: F401  (loads the extension, registers the fake)
 from resnet_kernels.layer_shapes import distinct_layers
@@ -33,37 +33,8 @@ def _op(*args):
     return torch.ops.resnet_kernels.conv_bn_act_cuda(*args)
 
 
-@pytest.fixture
-def gen(request):
-    """A generator seeded from the test's id: fresh inputs per case, the same on every run."""
-    return torch.Generator().manual_seed(zlib.crc32(request.node.nodeid.encode()))
-
-
-def _randn(gen, *shape, dtype, memory_format=CL):
-    return torch.randn(*shape, generator=gen).to("cuda", dtype).contiguous(memory_format=memory_format)
-
-
-def _weight(gen, k, c_per_group, r, s, dtype):
-    w = torch.randn(k, c_per_group, r, s, generator=gen) / math.sqrt(c_per_group * r * s)
-    return w.to("cuda", dtype).contiguous(memory_format=CL)  # KRSC memory: no repack in the op
-
-
-def _vector(gen, n, positive=False):
-    v = torch.rand(n, generator=gen) + 0.5 if positive else torch.randn(n, generator=gen)
-    return v.to("cuda")
-
-
 def _into_poisoned_memory(args, shape):
-    """Run the op so that its output lands in memory just filled with NaN."""
-    torch.cuda.empty_cache()
-    poison = torch.full((math.prod(shape),), float("nan"), dtype=args[0].dtype, device="cuda")
-    address = poison.data_ptr()
-    del poison
-    y = _op(*args)
-    assert y.data_ptr() == address, "the output did not reuse the poisoned block; the NaN check would be vacuous"
-    torch.cuda.synchronize()
-    assert not torch.isnan(y).any(), "the kernel left elements of the output unwritten"
-    return y
+    return into_poisoned_memory(_op, args, shape)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)

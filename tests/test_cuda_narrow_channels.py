@@ -12,22 +12,16 @@ kernel that actually ran (profiler kernel names): the tensor-core kernel.
 
 import gc
 import math
-import zlib
 
 import pytest
 import torch
 from conftest import needs_cuda, needs_extension
-from helpers import REL_TOL, oracle, rel_error
+from helpers import REL_TOL, kernels_run, oracle, rel_error
 
 from resnet_kernels import backends, cuda_conv, reference
 from resnet_kernels._weight_cache import block_diagonal
 
 CL = torch.channels_last
-
-
-@pytest.fixture
-def gen(request):
-    return torch.Generator().manual_seed(zlib.crc32(request.node.nodeid.encode()))
 
 
 # --- plan --------------------------------------------------------------------------------------
@@ -230,14 +224,6 @@ def _gpu_args(name, dtype, layout, gen, prologue):
             *pre, 1)
 
 
-def _kernels_run(fn):
-    """(result, names of the CUDA kernels fn launched)."""
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
-        y = fn()
-        torch.cuda.synchronize()
-    return y, [e.key for e in prof.key_averages()]
-
-
 @pytest.mark.parametrize("prologue", [False, True], ids=["plain", "prologue"])
 @pytest.mark.parametrize("layout", [CL, torch.contiguous_format], ids=["nhwc", "nchw"])
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
@@ -247,7 +233,7 @@ def _kernels_run(fn):
 def test_gpu_runs_on_tensor_cores_and_matches_float64(name, dtype, layout, prologue, gen):
     args = _gpu_args(name, dtype, layout, gen, prologue)
     assert cuda_conv.plan(args[0].shape[1], args[1].shape[0], args[8]).kernel == "tensor_core"
-    y, kernels = _kernels_run(lambda: cuda_conv.conv_bn_act(*args))
+    y, kernels = kernels_run(lambda: cuda_conv.conv_bn_act(*args))
     assert any("implicit_gemm_kernel" in k for k in kernels), kernels
     assert not any("direct_conv_kernel" in k for k in kernels), kernels
     assert y.is_contiguous(memory_format=layout) or y.is_contiguous()
@@ -260,7 +246,7 @@ def test_gpu_runs_on_tensor_cores_and_matches_float64(name, dtype, layout, prolo
 @needs_extension
 def test_gpu_raw_op_still_takes_narrow_channels_on_the_direct_kernel(gen):
     args = _gpu_args("stem_c3", torch.float16, CL, gen, prologue=False)
-    y, kernels = _kernels_run(lambda: torch.ops.resnet_kernels.conv_bn_act_cuda(*args))
+    y, kernels = kernels_run(lambda: torch.ops.resnet_kernels.conv_bn_act_cuda(*args))
     assert any("direct_conv_kernel" in k for k in kernels), kernels
     assert rel_error(y, oracle(*args)) <= REL_TOL[torch.float16]
 

@@ -29,6 +29,67 @@ __device__ __forceinline__ float epilogue(const ConvParams& p, float acc, int k,
   return p.relu ? relu_keep_nan(v) : v;
 }
 
+// The residual and ReLU steps of the epilogue for the 8 consecutive output
+// channels k..k+7 (8 | k) of one pixel, in place on v (already scaled and
+// shifted). With vector_residual (host-checked, conv_plan.cu: res_stride_c ==
+// 1, the residual and its pixel strides 16-byte / 8-element aligned, 8 |
+// res_channels) the 8 residual values are one aligned 16-byte load and lie
+// wholly below or at/above res_channels (option A); otherwise each is loaded
+// on its own, as in epilogue<T>.
+template <typename T>
+__device__ __forceinline__ void residual_relu8(const ConvParams& p, float (&v)[8], int k, int64_t res_pixel,
+                                               bool vector_residual) {
+  if (p.residual) {
+    const T* res = static_cast<const T*>(p.residual);
+    if (vector_residual) {
+      if (k < p.res_channels) {
+        const uint4 raw = __ldg(reinterpret_cast<const uint4*>(res + res_pixel + k));
+        const T* r = reinterpret_cast<const T*>(&raw);
+#pragma unroll
+        for (int j = 0; j < 8; ++j) v[j] += to_float(r[j]);
+      }
+    } else {
+#pragma unroll
+      for (int j = 0; j < 8; ++j)
+        if (k + j < p.res_channels) v[j] += to_float(res[res_pixel + (k + j) * p.res_stride_c]);
+    }
+  }
+  if (p.relu) {
+#pragma unroll
+    for (int j = 0; j < 8; ++j) v[j] = relu_keep_nan(v[j]);
+  }
+}
+
+// The whole epilogue of channels k..k+7 of one pixel, in place on v: the same
+// arithmetic in the same order as epilogue<T> (an absent scale or shift is
+// skipped, so the results are identical). Scale and shift are two float4 loads
+// each: 8 | k and both 16-byte aligned (host-checked).
+template <typename T>
+__device__ __forceinline__ void epilogue8(const ConvParams& p, float (&v)[8], int k, int64_t res_pixel,
+                                          bool vector_residual) {
+  if (p.scale) {
+    const float4 s0 = __ldg(reinterpret_cast<const float4*>(p.scale + k));
+    const float4 s1 = __ldg(reinterpret_cast<const float4*>(p.scale + k + 4));
+    const float s[8] = {s0.x, s0.y, s0.z, s0.w, s1.x, s1.y, s1.z, s1.w};
+#pragma unroll
+    for (int j = 0; j < 8; ++j) v[j] *= s[j];
+  }
+  if (p.shift) {
+    const float4 b0 = __ldg(reinterpret_cast<const float4*>(p.shift + k));
+    const float4 b1 = __ldg(reinterpret_cast<const float4*>(p.shift + k + 4));
+    const float b[8] = {b0.x, b0.y, b0.z, b0.w, b1.x, b1.y, b1.z, b1.w};
+#pragma unroll
+    for (int j = 0; j < 8; ++j) v[j] += b[j];
+  }
+  residual_relu8<T>(p, v, k, res_pixel, vector_residual);
+}
+
+// Eight values rounded to T, as one 16-byte vector (element j at byte 2j).
+template <typename T>
+__device__ __forceinline__ uint4 pack8(const float (&v)[8]) {
+  return make_uint4(pack2<T>(v[0], v[1]), pack2<T>(v[2], v[3]), pack2<T>(v[4], v[5]), pack2<T>(v[6], v[7]));
+}
+
 // pre(x) for input channel c (absolute, not within the group).
 __device__ __forceinline__ float prologue(const ConvParams& p, float x, int c) {
   const float a = p.in_scale ? __ldg(p.in_scale + c) : 1.f;

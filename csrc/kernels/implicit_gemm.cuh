@@ -14,12 +14,26 @@
 // cp.async, BK = 32 elements of k per stage. Requires 8 | Cg, so a 16-byte
 // chunk (8 elements) of a tile row never straddles two taps, and 2 | Kg for
 // the paired output stores (see implicit_gemm_supports in launch.cu).
+//
+// Split-K (grid.z = split > 1): CTA z reduces only its contiguous range of k
+// tiles and writes the fp32 partial tile to a workspace [split][M][K]; the
+// fused epilogue then runs in splitk_reduce.cu, which sums the partials in a
+// fixed order. The prologue stays here (it transforms A before the MMA).
+//
+// Three epilogues, chosen per launch by GemmOutput (uniform over the grid):
+//   partials  split-K: fp32 pairs (8-byte stores) into the workspace;
+//   vector    the tile, scale and shift applied, is staged through the (then
+//             idle) pipeline shared memory and each thread finishes 8
+//             consecutive channels of one pixel: 16-byte residual loads and
+//             16-byte output stores;
+//   paired    straight from the MMA fragments, 32-bit stores (any 2 | Kg).
 #pragma once
 
 #include <cuda_runtime.h>
 
 #include "kernels/conv_params.h"
 #include "kernels/epilogue.cuh"
+#include "kernels/launch.h"
 #include "kernels/ptx.cuh"
 #include "kernels/tile_config.h"
 
@@ -33,8 +47,28 @@ namespace resnet_kernels {
 // 16-byte bank groups, for reads and for the cp.async writes alike.
 __device__ __forceinline__ int swizzle(int row, int chunk) { return row * 32 + ((chunk ^ ((row >> 1) & 3)) << 3); }
 
+// Where the kernel's results go (one value for the whole grid).
+struct GemmOutput {
+  float* partials;       // split-K: the fp32 [split][M][K] workspace, else nullptr
+  bool vector;           // (no split) staged epilogue with 16-byte stores, else paired 32-bit stores
+  bool vector_residual;  // vector: 16-byte residual loads (see vector_residual_ok in launch.cu)
+};
+
+// Element offset of (row, col) in the BM x BN fp32 staging tile of the vector
+// epilogue. Rows are BN floats (256 or 512 bytes: every row starts on bank 0);
+// the 16-byte chunk index col/4 is XOR-ed with 2*(row%4), which keeps the two
+// chunks of an aligned 8-column group adjacent (2i and 2i+1 map to 2(i^x) and
+// 2(i^x)+1) and stays inside the row's aligned group of 8 chunks (BN/4 is a
+// multiple of 8). Bank argument: see the two uses in the kernel.
+template <int BN>
+__device__ __forceinline__ int staging_offset(int row, int col) {
+  static_assert(BN % 32 == 0, "rows start on bank 0 and hold whole 8-chunk groups");
+  return row * BN + ((((col >> 2) ^ ((row & 3) << 1))) << 2) + (col & 3);
+}
+
 template <typename T, typename Cfg>
-__global__ void __launch_bounds__(Cfg::THREADS) implicit_gemm_kernel(const ConvParams p) {
+__global__ void __launch_bounds__(Cfg::THREADS, Cfg::MIN_BLOCKS)
+    implicit_gemm_kernel(const ConvParams p, const GemmOutput out) {
   constexpr int BM = Cfg::BM, BN = Cfg::BN, BK = Cfg::BK, STAGES = Cfg::STAGES;
   extern __shared__ __align__(128) unsigned char smem[];
   T* smem_a = reinterpret_cast<T*>(smem);           // STAGES x [BM][BK]
@@ -49,6 +83,16 @@ __global__ void __launch_bounds__(Cfg::THREADS) implicit_gemm_kernel(const ConvP
   const int n0 = (blockIdx.y - group * n_tiles) * BN;  // tile's first output channel within the group
   const int64_t m0 = int64_t(blockIdx.x) * BM;
   const int64_t M = p.pixels();
+  // Split-K: CTA z of split = gridDim.z reduces the contiguous k tiles
+  // [kt_begin, kt_end): with q = k_tiles / split and r = k_tiles % split, the
+  // first r splits get q + 1 tiles and the rest q, in order, so the ranges
+  // cover 0..k_tiles-1 exactly once (z*q + min(z, r) <= k_tiles: no overflow).
+  // The host keeps split <= k_tiles, so none is empty; an empty range would
+  // still be correct (its partials are zeros).
+  const int split = int(gridDim.z), z = int(blockIdx.z);
+  const int q = k_tiles / split, r = k_tiles - q * split;
+  const int kt_begin = z * q + min(z, r);
+  const int kt_end = kt_begin + q + (z < r ? 1 : 0);
 
   // ---- Loader state. Thread t copies chunk column t % CHUNKS of tile rows
   // t / CHUNKS + i*ROW_STEP, of A and of B. Its k offset inside every k tile is
@@ -183,15 +227,18 @@ __global__ void __launch_bounds__(Cfg::THREADS) implicit_gemm_kernel(const ConvP
     }
   };
 
-  // ---- Pipeline. Tiles 0..STAGES-2 are put in flight first, one commit group
-  // per tile (empty groups past the last tile keep the group count uniform,
-  // so wait<STAGES-2> always means "tile kt has landed").
+  // ---- Pipeline over this CTA's k tiles kt_begin..kt_end-1, tile kt in ring
+  // slot kt % STAGES (absolute kt: any start works, and the loop needs no
+  // more registers than an unsplit one). Tiles kt_begin..kt_begin+STAGES-2
+  // are put in flight first, one commit group per tile (empty groups past
+  // the last tile keep the group count uniform, so wait<STAGES-2> always
+  // means "tile kt has landed").
 #pragma unroll
   for (int s = 0; s < STAGES - 1; ++s) {
-    if (s < k_tiles) load_tile(s, s);
+    if (kt_begin + s < kt_end) load_tile((kt_begin + s) % STAGES, kt_begin + s);
     ptx::cp_async_commit();
   }
-  for (int kt = 0; kt < k_tiles; ++kt) {
+  for (int kt = kt_begin; kt < kt_end; ++kt) {
     const int stage = kt % STAGES;
     ptx::cp_async_wait<STAGES - 2>();  // this thread's copies of tile kt are in shared memory
     if (p.has_prologue()) prologue_tile(stage, kt);
@@ -200,15 +247,120 @@ __global__ void __launch_bounds__(Cfg::THREADS) implicit_gemm_kernel(const ConvP
     // slot ((kt-1) % STAGES == (kt+STAGES-1) % STAGES) is refilled next.
     __syncthreads();
     const int next = kt + STAGES - 1;
-    if (next < k_tiles) load_tile(next % STAGES, next);
+    if (next < kt_end) load_tile(next % STAGES, next);
     ptx::cp_async_commit();
     compute_tile(stage);  // overlaps with the STAGES-1 tiles in flight
   }
 
-  // ---- Epilogue straight from registers. Lane l holds rows l/4 and l/4 + 8
-  // and columns 2*(l%4), 2*(l%4)+1 of each m16n8 tile; the column pair is one
-  // 32-bit store. NHWC y is the row-major M x K matrix, row m at y + m*K.
+  // ---- Split-K partials: lane l holds rows l/4 and l/4 + 8 and columns
+  // 2*(l%4), 2*(l%4)+1 of each m16n8 tile (the mma.sync D fragment); the pair
+  // is one 8-byte store into split z's [M][K] slice, row m at m*K. The four
+  // lanes of a row cover 32 contiguous bytes: one full sector per row.
+  // k = group*Kg + n is even (Kg even), so with K even every pair is 8-byte
+  // aligned (the workspace base is 16-byte aligned: checked on the host).
+  if (out.partials != nullptr) {
+    float* part = out.partials + int64_t(blockIdx.z) * M * p.K;
+#pragma unroll
+    for (int i = 0; i < Cfg::MMA_M; ++i) {
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+        const int64_t m = m0 + wm0 + i * 16 + lane / 4 + half * 8;
+        if (m >= M) continue;
+        float* row = part + m * p.K;
+#pragma unroll
+        for (int j = 0; j < Cfg::MMA_N; ++j) {
+          const int n = n0 + wn0 + j * 8 + 2 * (lane % 4);
+          if (n >= kg) continue;
+          *reinterpret_cast<float2*>(row + group * kg + n) = make_float2(acc[i][j][2 * half], acc[i][j][2 * half + 1]);
+        }
+      }
+    }
+    return;
+  }
+
   T* y = static_cast<T*>(p.y);
+  if (out.vector) {
+    // ---- Vector epilogue (host: 8 | Kg, y, scale and shift 16-byte aligned).
+    // The ring is reused as a BM x BN fp32 staging tile: 16 KB (64x64) or
+    // 64 KB (128x128), within SMEM_BYTES (static_assert in TileConfig). Every
+    // copy must have landed and every warp must be done reading the ring
+    // first: after the loop only empty groups can still be pending, but
+    // wait<0> makes that independent of the loop's bookkeeping; the barrier
+    // then orders all warps' last ldmatrix before any staging store.
+    ptx::cp_async_wait<0>();
+    __syncthreads();
+    float* staged = reinterpret_cast<float*>(smem);
+    // Fragment -> staging tile, with scale and shift applied here (each lane
+    // owns 2 columns per n8 block for all its rows, so 2 + 2 loads per block
+    // serve 2 * MMA_M rows, and the read phase below holds no per-channel
+    // registers). Columns past Kg (a tile's tail) are staged unscaled and
+    // never stored. 8-byte stores; a 64-bit shared access is served per
+    // half-warp: lanes 0-15 are rows r0..r0+3 (r0 % 4 == 0, so x = row % 4 =
+    // 0..3), each writing one aligned 8-column group (chunks 2i, 2i+1). With
+    // the swizzle those land on chunks 2(i^x), 2(i^x)+1 (mod 8): the four rows
+    // cover the eight 16-byte bank groups exactly once, no conflict
+    // (unswizzled, rows BN floats apart would be a 4-way conflict).
+#pragma unroll
+    for (int j = 0; j < Cfg::MMA_N; ++j) {
+      const int col = wn0 + j * 8 + 2 * (lane % 4);
+      const int n = n0 + col;
+      float2 sc = make_float2(1.f, 1.f), sh = make_float2(0.f, 0.f);
+      if (n < kg) {  // k = group*Kg + n is even and scale/shift 16-byte aligned: 8-byte loads
+        const int k = group * kg + n;
+        if (p.scale) sc = __ldg(reinterpret_cast<const float2*>(p.scale + k));
+        if (p.shift) sh = __ldg(reinterpret_cast<const float2*>(p.shift + k));
+      }
+#pragma unroll
+      for (int i = 0; i < Cfg::MMA_M; ++i)
+#pragma unroll
+        for (int half = 0; half < 2; ++half) {
+          const int row = wm0 + i * 16 + lane / 4 + half * 8;
+          // Same order as epilogue<T>: acc * scale, then + shift (each skipped when absent).
+          float v0 = acc[i][j][2 * half], v1 = acc[i][j][2 * half + 1];
+          if (p.scale) v0 *= sc.x, v1 *= sc.y;
+          if (p.shift) v0 += sh.x, v1 += sh.y;
+          *reinterpret_cast<float2*>(staged + staging_offset<BN>(row, col)) = make_float2(v0, v1);
+        }
+    }
+    __syncthreads();  // the whole tile is staged
+    // Staging tile -> y: chunk id = it*THREADS + tid is (row id / GROUPS,
+    // 8-column group t = id % GROUPS). A warp stores 32 x 16 bytes: 4 tile
+    // rows of 128 bytes (BN = 64) or 2 of 256 bytes (BN = 128) of y: whole
+    // 32-byte sectors when 16 | K and 16 | Kg, as in every ResNet layer (the
+    // paired path writes 4 lanes x 4 bytes = 16 bytes per row per
+    // instruction: half sectors, completed by a second instruction).
+    // A 128-bit shared access is served per quarter-warp: 8 consecutive
+    // threads = one row (GROUPS is 8 or 16), t % 8 = 0..7. Reading chunk 2t
+    // first in all of them would hit bank groups (2(t^x)) % 8: each twice, a
+    // 2-way conflict. Threads with bit 2 of t set read their odd chunk first:
+    // the first read is chunk 2t + b (b = (t >> 2) & 1), bank group
+    // 2((t^x) % 4) + b, distinct over the 8 threads; the second read likewise.
+    // THREADS is a multiple of GROUPS, so t = tid % GROUPS in every round.
+    constexpr int GROUPS = BN / 8;
+    static_assert(Cfg::THREADS % GROUPS == 0 && (BM * GROUPS) % Cfg::THREADS == 0, "whole rows per round");
+    const int t = threadIdx.x % GROUPS;
+    const int n = n0 + 8 * t;
+    if (n >= kg) return;  // 8 | Kg: the group is wholly inside or outside; no barrier follows
+    const int k = group * kg + n;
+    const int b = (t >> 2) & 1;  // which half of the 8 columns this thread reads first
+#pragma unroll
+    for (int it = 0; it < BM * GROUPS / Cfg::THREADS; ++it) {
+      const int row = (it * Cfg::THREADS + threadIdx.x) / GROUPS;
+      const int64_t m = m0 + row;
+      if (m >= M) break;  // rows only grow with it
+      const float4 first = *reinterpret_cast<const float4*>(staged + staging_offset<BN>(row, 8 * t + 4 * b));
+      const float4 second = *reinterpret_cast<const float4*>(staged + staging_offset<BN>(row, 8 * t + 4 - 4 * b));
+      const float4 lo = b ? second : first, hi = b ? first : second;
+      float v[8] = {lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w};
+      residual_relu8<T>(p, v, k, p.residual ? residual_pixel_offset(p, m) : 0, out.vector_residual);
+      *reinterpret_cast<uint4*>(y + m * p.K + k) = pack8<T>(v);
+    }
+    return;
+  }
+
+  // ---- Paired epilogue straight from registers. Lane l holds rows l/4 and
+  // l/4 + 8 and columns 2*(l%4), 2*(l%4)+1 of each m16n8 tile; the column pair
+  // is one 32-bit store. NHWC y is the row-major M x K matrix, row m at y + m*K.
 #pragma unroll
   for (int i = 0; i < Cfg::MMA_M; ++i) {
 #pragma unroll
@@ -231,27 +383,32 @@ __global__ void __launch_bounds__(Cfg::THREADS) implicit_gemm_kernel(const ConvP
 }
 
 template <typename T, typename Cfg>
-cudaError_t launch_tile(const ConvParams& p, cudaStream_t stream) {
+cudaError_t launch_tile(const ConvParams& p, const GemmOutput& out, int split, cudaStream_t stream) {
   const int kg = p.k_per_group();
-  const dim3 grid(unsigned((p.pixels() + Cfg::BM - 1) / Cfg::BM), unsigned((kg + Cfg::BN - 1) / Cfg::BN * p.groups));
+  const dim3 grid(unsigned((p.pixels() + Cfg::BM - 1) / Cfg::BM), unsigned((kg + Cfg::BN - 1) / Cfg::BN * p.groups),
+                  unsigned(split));
   auto* kernel = implicit_gemm_kernel<T, Cfg>;
   if (Cfg::SMEM_BYTES > 48 * 1024) {  // above the default dynamic shared-memory limit
     const cudaError_t err =
         cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Cfg::SMEM_BYTES);
     if (err != cudaSuccess) return err;
   }
-  kernel<<<grid, Cfg::THREADS, Cfg::SMEM_BYTES, stream>>>(p);
+  kernel<<<grid, Cfg::THREADS, Cfg::SMEM_BYTES, stream>>>(p, out);
   return cudaGetLastError();
 }
 
+// The host has validated `plan` against p (launch.cu): an mma.sync plan with
+// one of the two tiles, split >= 1, and for split > 1 a 16-byte aligned
+// workspace of plan.workspace_bytes.
 template <typename T>
-cudaError_t launch_implicit_gemm(const ConvParams& p, int num_sms, cudaStream_t stream) {
-  // The large tile halves the shared-memory traffic per MMA but only pays
-  // when it still gives every SM at least one CTA.
-  const int64_t large_ctas = (p.pixels() + LargeTile::BM - 1) / LargeTile::BM *
-                             ((p.k_per_group() + LargeTile::BN - 1) / LargeTile::BN) * p.groups;
-  if (p.k_per_group() >= LargeTile::BN && large_ctas >= num_sms) return launch_tile<T, LargeTile>(p, stream);
-  return launch_tile<T, SmallTile>(p, stream);
+cudaError_t launch_implicit_gemm(const ConvParams& p, const ConvPlan& plan, void* workspace, cudaStream_t stream) {
+  GemmOutput out{};
+  out.partials = plan.split > 1 ? static_cast<float*>(workspace) : nullptr;
+  out.vector = plan.split == 1 && plan.vector_output;
+  out.vector_residual = plan.vector_residual;
+  if (plan.tile_m == LargeTile::BM && plan.tile_n == LargeTile::BN)
+    return launch_tile<T, LargeTile>(p, out, plan.split, stream);
+  return launch_tile<T, SmallTile>(p, out, plan.split, stream);
 }
 
 }  // namespace resnet_kernels

@@ -3,5 +3,5 @@
 #include "kernels/launch.h"
 
 namespace resnet_kernels {
-template cudaError_t launch_implicit_gemm<__nv_bfloat16>(const ConvParams&, int, cudaStream_t);
+template cudaError_t launch_implicit_gemm<__nv_bfloat16>(const ConvParams&, const ConvPlan&, void*, cudaStream_t);
 }  // namespace resnet_kernels

@@ -1,4 +1,5 @@
-// Choice between the tensor-core and the direct kernel.
+// Choice between the tensor-core kernels (mma.sync, wgmma: select_kernel in
+// wgmma_select.cu) and the direct kernel.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -20,16 +21,31 @@ bool implicit_gemm_supports(const ConvParams& p) {
 }
 
 template <typename T>
+cudaError_t launch_conv_bn_act(const ConvParams& p, const ConvPlan& plan, void* workspace, size_t workspace_bytes,
+                               cudaStream_t stream) {
+  if (!plan_fits(p, plan, workspace, workspace_bytes)) return cudaErrorInvalidValue;
+  if (!plan.tensor_cores) return launch_direct_conv<T>(p, stream);
+  if (plan.kernel != KernelChoice::kMma) return launch_wgmma_conv<T>(p, plan.kernel, stream);
+  const cudaError_t err = launch_implicit_gemm<T>(p, plan, workspace, stream);
+  if (err != cudaSuccess || plan.split == 1) return err;
+  return launch_splitk_reduce<T>(p, plan, static_cast<const float*>(workspace), stream);
+}
+
+template <typename T>
 cudaError_t launch_conv_bn_act(const ConvParams& p, cudaStream_t stream) {
-  if (!implicit_gemm_supports(p)) return launch_direct_conv<T>(p, stream);
   int device = 0, num_sms = 0;
   cudaError_t err = cudaGetDevice(&device);
-  if (err == cudaSuccess) err = cudaDeviceGetAttribute(&num_sms, cudaDevAttrMultiProcessorCount, device);
+  if (err == cudaSuccess) err = multiprocessor_count(device, &num_sms);
+  ConvPlan plan{};
+  if (err == cudaSuccess) err = plan_conv(p, device, num_sms, /*forced_split=*/1, &plan);
   if (err != cudaSuccess) return err;
-  return launch_implicit_gemm<T>(p, num_sms, stream);
+  return launch_conv_bn_act<T>(p, plan, nullptr, 0, stream);
 }
 
 template cudaError_t launch_conv_bn_act<__half>(const ConvParams&, cudaStream_t);
 template cudaError_t launch_conv_bn_act<__nv_bfloat16>(const ConvParams&, cudaStream_t);
+template cudaError_t launch_conv_bn_act<__half>(const ConvParams&, const ConvPlan&, void*, size_t, cudaStream_t);
+template cudaError_t launch_conv_bn_act<__nv_bfloat16>(const ConvParams&, const ConvPlan&, void*, size_t,
+                                                       cudaStream_t);
 
 }  // namespace resnet_kernels

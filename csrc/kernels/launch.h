@@ -7,6 +7,8 @@
 
 #include <cuda_runtime.h>
 
+#include <cstddef>
+
 #include "kernels/conv_params.h"
 
 namespace resnet_kernels {
@@ -16,16 +18,112 @@ namespace resnet_kernels {
 // x and w, and a grid within limits. Everything else goes to the direct kernel.
 bool implicit_gemm_supports(const ConvParams& p);
 
-// Implicit-GEMM kernel (mma.sync, cp.async pipeline); requires implicit_gemm_supports.
+// ---- Hopper wgmma kernel (wgmma_conv.cuh) and the choice between the two
+// tensor-core kernels, read from the environment variable
+// RESNET_KERNELS_CUDA_KERNEL on every call (std::getenv; cheap next to a launch):
+//   unset, "" or "mma"  the mma.sync kernel. The default, until the wgmma
+//                       kernel has passed its tests on a GPU.
+//   "wgmma"             the wgmma kernel where wgmma_available() and it pays
+//                       (compute-bound call, K/groups >= 128, its 128x128 grid
+//                       fills the SMs; tile 128x128 or 128x256 by a wave-count
+//                       estimate: select_kernel in wgmma_select.cu), else the
+//                       mma.sync kernel.
+//   "wgmma_n128", "wgmma_n256"  the wgmma kernel with that tile on every call
+//                       the tensor-core path takes (tests, benchmarks); an
+//                       error where wgmma is not available.
+// Calls that implicit_gemm_supports rejects go to the direct kernel whatever the value.
+enum class KernelChoice { kMma, kWgmma, kWgmmaN128, kWgmmaN256, kInvalid };
+
+// The parsed variable; kInvalid for an unknown value.
+KernelChoice kernel_choice();
+
+// nullptr when the variable's value can run on `device`; else a message that
+// names the variable and its allowed values (the torch op raises it).
+const char* kernel_choice_error(int device);
+
+// Compute capability 9.0 and sm_90a code for the wgmma kernels of both dtypes
+// in this binary (an sm_80 or plain sm_90 image has only a trapping stub);
+// cached per device after the first query, which launches nothing.
+bool wgmma_available(int device);
+
+// The kernel for a call implicit_gemm_supports accepts: kMma, kWgmmaN128 or
+// kWgmmaN256 in *kernel. cudaErrorInvalidValue when kernel_choice_error(device) != nullptr.
+cudaError_t select_kernel(const ConvParams& p, int device, int num_sms, KernelChoice* kernel);
+
+// wgmma kernel with tile kWgmmaN128 or kWgmmaN256; requires implicit_gemm_supports
+// and wgmma_available (else the kernel traps).
 template <typename T>
-cudaError_t launch_implicit_gemm(const ConvParams& p, int num_sms, cudaStream_t stream);
+cudaError_t launch_wgmma_conv(const ConvParams& p, KernelChoice tile, cudaStream_t stream);
 
 // Direct convolution, one thread per output element: any shape, slow.
 template <typename T>
 cudaError_t launch_direct_conv(const ConvParams& p, cudaStream_t stream);
 
-// The entry point: the tensor-core kernel where supported, else the direct one.
+// ---- Launch plan and split-K (conv_plan.cu, implicit_gemm.cuh, splitk_reduce.cu).
+//
+// Each call is planned once (plan_conv: kernel, tile, k splits, workspace
+// size) and the plan is launched with a workspace the caller allocates
+// (launch_conv_bn_act below): the torch op takes it from the caching
+// allocator (no cudaMalloc, no sync, CUDA-graph capturable), the ctest from
+// cudaMalloc. Split-K: where the mma.sync grid is too small to fill the GPU
+// (small batch, late layers), grid.z = split CTAs share each output tile, each
+// reducing a contiguous range of k tiles into fp32 partials in the workspace;
+// a second kernel sums them in a fixed order (deterministic, no atomics) and
+// runs the fused epilogue. The heuristic and its numbers: conv_plan.cu.
+
+struct ConvPlan {
+  bool tensor_cores;       // false: the direct kernel (split 1, no workspace)
+  KernelChoice kernel;     // tensor_cores: kMma, kWgmmaN128 or kWgmmaN256 (select_kernel)
+  int tile_m, tile_n;      // CTA tile of that kernel (0 for the direct kernel)
+  int split;               // k splits (grid.z) of the mma.sync kernel; 1 = none (always 1 for the others)
+  size_t workspace_bytes;  // split > 1: split * M * K * sizeof(float); else 0
+  bool vector_output;      // mma.sync: 16-byte output stores (staged epilogue, or the split-K reduce)
+  bool vector_residual;    // ... and 16-byte residual loads
+};
+
+// RESNET_KERNELS_CUDA_SPLIT_K, read with std::getenv on every call (cheap next
+// to a launch): unset, "" or "0" = the heuristic; n in 1..65535 forces n
+// splits on the mma.sync kernel (clamped to its number of k tiles; 1 = never
+// split). nullptr with *forced_split set (0 = heuristic); else a message that
+// names the variable and its allowed values (the torch op raises it).
+const char* split_k_from_env(int* forced_split);
+
+// Multiprocessor count of `device`: cudaDeviceGetAttribute once per device,
+// then a cached value (one relaxed atomic load per call).
+cudaError_t multiprocessor_count(int device, int* count);
+
+// The plan of call p on `device` (num_sms multiprocessors). forced_split: 0 =
+// the heuristic, n >= 1 = min(n, k tiles) splits where the mma.sync kernel
+// runs. Errors: cudaErrorInvalidValue for a bad RESNET_KERNELS_CUDA_KERNEL or
+// forced_split outside 0..65535, else what select_kernel returns.
+cudaError_t plan_conv(const ConvParams& p, int device, int num_sms, int forced_split, ConvPlan* plan);
+
+// Whether `plan` can run call p with this workspace: what plan_conv would
+// give for p under some choice of kernel, tile and split (vector paths only
+// where p's alignment allows them), and for split > 1 a 16-byte aligned
+// workspace of at least split * M * K floats.
+bool plan_fits(const ConvParams& p, const ConvPlan& plan, const void* workspace, size_t workspace_bytes);
+
+// The entry point: launches `plan` (from plan_conv for this p) on `stream`.
+// workspace: at least plan.workspace_bytes, 16-byte aligned, any contents
+// (every byte read is written first), unused once the launch's kernels have
+// run (stream order); nullptr when plan.workspace_bytes == 0.
+// cudaErrorInvalidValue when !plan_fits(p, plan, workspace, workspace_bytes).
+template <typename T>
+cudaError_t launch_conv_bn_act(const ConvParams& p, const ConvPlan& plan, void* workspace, size_t workspace_bytes,
+                               cudaStream_t stream);
+
+// The same without a workspace: plans on the current device with split 1
+// (never splits; RESNET_KERNELS_CUDA_SPLIT_K is not read) and launches.
 template <typename T>
 cudaError_t launch_conv_bn_act(const ConvParams& p, cudaStream_t stream);
+
+// The two kernels of an mma.sync plan (implicit_gemm.cuh, splitk_reduce.cu);
+// launch_conv_bn_act calls them after checking the plan.
+template <typename T>
+cudaError_t launch_implicit_gemm(const ConvParams& p, const ConvPlan& plan, void* workspace, cudaStream_t stream);
+template <typename T>
+cudaError_t launch_splitk_reduce(const ConvParams& p, const ConvPlan& plan, const float* partials,
+                                 cudaStream_t stream);
 
 }  // namespace resnet_kernels

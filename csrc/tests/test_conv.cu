@@ -98,7 +98,12 @@ std::vector<float> permute4(const std::vector<float>& a, const int (&dims)[4], c
 }
 
 template <typename T>
-bool run_case(const Case& cs, bool direct_only, std::mt19937& rng) {
+// wgmma: kMma runs launch_conv_bn_act's own choice; kWgmmaN128 / kWgmmaN256 run the wgmma
+// kernel with that tile on the cases the tensor-core path takes.
+// split: 0 = launch_conv_bn_act without a workspace (never splits); n >= 1 = the
+// mma.sync plan with split-K forced to min(n, k tiles), cudaMalloc'd workspace.
+bool run_case(const Case& cs, bool direct_only, std::mt19937& rng,
+              resnet_kernels::KernelChoice wgmma = resnet_kernels::KernelChoice::kMma, int split = 0) {
   const int P = (cs.h + 2 * cs.pad - cs.dil * (cs.r - 1) - 1) / cs.stride + 1;
   const int Q = (cs.w + 2 * cs.pad - cs.dil * (cs.s - 1) - 1) / cs.stride + 1;
   const int cg = cs.c / cs.groups;
@@ -156,7 +161,28 @@ bool run_case(const Case& cs, bool direct_only, std::mt19937& rng) {
   p.stride_h = p.stride_w = cs.stride, p.pad_h = p.pad_w = cs.pad, p.dil_h = p.dil_w = cs.dil;
   p.groups = cs.groups, p.relu = cs.relu;
   const bool tensor_cores = !direct_only && resnet_kernels::implicit_gemm_supports(p);
-  CHECK_CUDA(direct_only ? resnet_kernels::launch_direct_conv<T>(p, 0) : resnet_kernels::launch_conv_bn_act<T>(p, 0));
+  const bool use_wgmma = tensor_cores && wgmma != resnet_kernels::KernelChoice::kMma;
+  // Split-K: the workspace is NaN-poisoned (0xff bytes are NaN in fp32 too), so
+  // a partial the reduce reads without the GEMM having written it shows up.
+  const bool use_split = tensor_cores && !use_wgmma && split >= 1;
+  resnet_kernels::ConvPlan plan{};
+  void* workspace = nullptr;
+  char split_label[32] = "";
+  if (use_split) {
+    int device = 0, num_sms = 0;
+    CHECK_CUDA(cudaGetDevice(&device));
+    CHECK_CUDA(resnet_kernels::multiprocessor_count(device, &num_sms));
+    CHECK_CUDA(resnet_kernels::plan_conv(p, device, num_sms, split, &plan));
+    if (plan.workspace_bytes > 0) {
+      CHECK_CUDA(cudaMalloc(&workspace, plan.workspace_bytes));
+      CHECK_CUDA(cudaMemset(workspace, 0xff, plan.workspace_bytes));
+    }
+    std::snprintf(split_label, sizeof(split_label), "split-K %d%s", plan.split, plan.vector_output ? " v" : "");
+  }
+  CHECK_CUDA(direct_only ? resnet_kernels::launch_direct_conv<T>(p, 0)
+             : use_wgmma ? resnet_kernels::launch_wgmma_conv<T>(p, wgmma, 0)
+             : use_split ? resnet_kernels::launch_conv_bn_act<T>(p, plan, workspace, plan.workspace_bytes, 0)
+                         : resnet_kernels::launch_conv_bn_act<T>(p, 0));
   CHECK_CUDA(cudaDeviceSynchronize());
   std::vector<T> out(out_count);
   CHECK_CUDA(cudaMemcpy(out.data(), y, out_count * sizeof(T), cudaMemcpyDeviceToHost));
@@ -175,10 +201,14 @@ bool run_case(const Case& cs, bool direct_only, std::mt19937& rng) {
     if (err > worst || std::isnan(err)) worst = err;
   }
   std::printf("%-5s %-28s %-13s %s  max err %.3g (rms %.3g), %zu bad\n", bad ? "FAIL" : "ok", cs.name,
-              tensor_cores ? "tensor-core" : "direct", std::is_same<T, __half>::value ? "fp16" : "bf16", worst, rms,
+              !tensor_cores ? "direct"
+              : use_split   ? split_label
+              : !use_wgmma  ? "tensor-core"
+              : wgmma == resnet_kernels::KernelChoice::kWgmmaN128 ? "wgmma 128x128" : "wgmma 128x256",
+              std::is_same<T, __half>::value ? "fp16" : "bf16", worst, rms,
               bad);
   for (float* d : dev) CHECK_CUDA(cudaFree(d));
-  for (void* d : {(void*)x_nhwc, (void*)w_krsc, (void*)res_dev, (void*)y}) CHECK_CUDA(cudaFree(d));
+  for (void* d : {(void*)x_nhwc, (void*)w_krsc, (void*)res_dev, (void*)y, workspace}) CHECK_CUDA(cudaFree(d));
   return bad == 0;
 }
 
@@ -195,6 +225,9 @@ int main() {
       {"depthwise", 2, 32, 10, 10, 32, 3, 3, 1, 1, 1, 32, 0, true, true},
       {"odd K", 1, 16, 8, 8, 9, 3, 3, 1, 1, 1, 1, 0, false, true},
       {"gemm_k tail (C=8)", 2, 8, 12, 12, 16, 3, 3, 1, 1, 1, 1, 1, true, true},
+      {"M, K, gemm_k tails, K=200", 3, 72, 9, 9, 200, 3, 3, 1, 1, 1, 1, 1, true, true},
+      {"1x1 K=512, option A", 2, 256, 8, 8, 512, 1, 1, 1, 0, 1, 1, 2, false, true},
+      {"K=36: 32-bit stores", 2, 32, 10, 10, 36, 3, 3, 1, 1, 1, 1, 1, true, true},
   };
   std::mt19937 rng(1234);
   bool ok = true;
@@ -202,6 +235,32 @@ int main() {
     for (bool direct_only : {false, true}) {
       ok = run_case<__half>(cs, direct_only, rng) && ok;
       ok = run_case<__nv_bfloat16>(cs, direct_only, rng) && ok;
+    }
+  // Split-K forced to 2, 3 and 7 splits (clamped to the k tiles: uneven
+  // ranges, and S > k tiles on the 1- and 2-tile cases) on every tensor-core case.
+  for (const Case& cs : cases)
+    for (int split : {2, 3, 7}) {
+      ok = run_case<__half>(cs, false, rng, resnet_kernels::KernelChoice::kMma, split) && ok;
+      ok = run_case<__nv_bfloat16>(cs, false, rng, resnet_kernels::KernelChoice::kMma, split) && ok;
+    }
+  // The Hopper wgmma kernel, both tiles, on every case (tensor-core cases; the
+  // rest run the direct kernel again). On a compute capability 9.0 device its
+  // absence is a build error (sm_90a missing from CMAKE_CUDA_ARCHITECTURES).
+  int device = 0, major = 0, minor = 0;
+  CHECK_CUDA(cudaGetDevice(&device));
+  CHECK_CUDA(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+  CHECK_CUDA(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
+  const bool wgmma = resnet_kernels::wgmma_available(device);
+  std::printf("wgmma kernel: %s\n", wgmma ? "available, tested below" : "not available, skipped");
+  if (!wgmma && major == 9 && minor == 0) {
+    std::printf("FAIL  compute capability 9.0 without sm_90a code for the wgmma kernel\n");
+    ok = false;
+  }
+  for (const Case& cs : cases)
+    for (auto tile : {resnet_kernels::KernelChoice::kWgmmaN128, resnet_kernels::KernelChoice::kWgmmaN256}) {
+      if (!wgmma) break;
+      ok = run_case<__half>(cs, false, rng, tile) && ok;
+      ok = run_case<__nv_bfloat16>(cs, false, rng, tile) && ok;
     }
   std::printf(ok ? "all cases passed\n" : "FAILED\n");
   return ok ? 0 : 1;

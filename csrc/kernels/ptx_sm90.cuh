@@ -1,0 +1,207 @@
+// Thin wrappers over the sm_90a PTX of the Hopper tensor-core kernel (wgmma_conv.cuh):
+// wgmma.mma_async with both operands in shared memory (matrix descriptors), its
+// fence / commit / wait, and the generic-to-async proxy fence.
+//
+// wgmma is an "architecture-specific" feature: it exists only in sm_90a code
+// (nvcc -arch=sm_90a / TORCH_CUDA_ARCH_LIST=9.0a defines __CUDA_ARCH_FEAT_SM90_ALL;
+// plain sm_90 does not, and ptxas rejects wgmma there). Everything below is
+// compiled only in that pass; RESNET_KERNELS_SM90A tells the kernel whether it is.
+#pragma once
+
+#include <cstdint>
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define RESNET_KERNELS_SM90A 1
+#else
+#define RESNET_KERNELS_SM90A 0
+#endif
+
+#if RESNET_KERNELS_SM90A
+
+namespace resnet_kernels::ptx {
+
+// ---- Shared-memory matrix descriptor (PTX ISA, "Matrix Descriptor Format" of
+// the asynchronous warpgroup-level matrix instructions). 64 bits:
+//   bits  0-13  matrix start address  >> 4   (shared::cta byte address)
+//   bits 16-29  leading dimension byte offset (LBO) >> 4
+//   bits 32-45  stride dimension byte offset  (SBO) >> 4
+//   bits 49-51  matrix base offset (for a swizzle pattern not starting at a
+//               pattern-repeat boundary; 0 here, see below)
+//   bits 62-63  swizzle mode: 0 none (interleaved), 1 = 128-byte, 2 = 64-byte, 3 = 32-byte
+//
+// Operand layout used by the kernel ("K-major", no transpose: A is [M][K] and
+// B is [N][K], k contiguous, which is what wgmma calls row-major A and
+// column-major B): a tile of R rows by 64 fp16/bf16 k elements, one 128-byte
+// line per row, in the 128-byte swizzle:
+//     byte(row, k) = row * 128 + (((k / 8) ^ (row % 8)) * 16) + (k % 8) * 2
+// i.e. the 16-byte chunk index (address bits 4-6) is XOR-ed with the row
+// within an 8-row group (address bits 7-9). The hardware applies this XOR to
+// the address bits it generates, so the tile must start at a 1024-byte
+// boundary (the 8 x 128-byte repeat of the pattern), which makes
+// (row % 8) == address bits 7-9 and the base offset field 0.
+//
+// A wgmma with k16 reads, per row, the 32 bytes of k = 16*ks .. 16*ks + 15, as
+// "core matrices" of 8 rows x 16 bytes:
+//   - along M/N, core matrices (8-row groups) are SBO = 8 * 128 = 1024 bytes apart;
+//   - along K, the two 16-byte halves of the k16 step lie inside the same
+//     128-byte swizzled line; the ISA's stride table says the leading
+//     dimension byte offset of K-major swizzled layouts is "not used, assumed
+//     to be 1", so the field holds 1 (16 bytes >> 4).
+//   - step ks inside the 64-element line starts 32 * ks bytes further: the
+//     start address moves by 32 * ks (bits 4-6 then hold 2*ks + half, bits 7-9
+//     the row, exactly the XOR inputs of the store formula above), and the
+//     base offset stays 0 because 32 * ks < 128 leaves bits 7-9 of the start
+//     address untouched.
+__device__ __forceinline__ uint64_t smem_desc_sw128(uint32_t smem_byte_addr) {
+  constexpr uint64_t kLbo = 1;            // not used for swizzled K-major ("assumed to be 1")
+  constexpr uint64_t kSbo = 1024 >> 4;    // 8 rows x 128 bytes between 8-row core-matrix groups
+  constexpr uint64_t kSwizzle128 = 1;     // bits 62-63
+  return uint64_t((smem_byte_addr & 0x3FFFF) >> 4) | (kLbo << 16) | (kSbo << 32) | (kSwizzle128 << 62);
+}
+
+// A byte offset added to the start-address field of a descriptor (offset a
+// multiple of 16; the field cannot overflow because every shared address is
+// below 2^18 and the sum stays a valid address).
+__device__ __forceinline__ uint64_t desc_advance(uint64_t desc, uint32_t bytes) { return desc + (bytes >> 4); }
+
+// ---- Ordering.
+
+// Makes this thread's prior generic-proxy writes to shared memory (cp.async
+// copies it has waited for, st.shared of the prologue) visible to later
+// async-proxy reads (wgmma operands). A CTA barrier after it extends that to
+// the wgmmas of every warp.
+__device__ __forceinline__ void fence_proxy_async_shared() {
+  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+}
+
+// Orders prior register accesses (of the accumulators) and shared-memory
+// accesses of the warpgroup before the wgmma.mma_async that follow.
+__device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+
+// Closes the wgmma.mma_async issued since the previous commit into one group.
+__device__ __forceinline__ void wgmma_commit_group() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
+
+// Waits until at most N committed wgmma groups of this warpgroup are pending:
+// the others have finished reading shared memory and writing accumulators.
+template <int N>
+__device__ __forceinline__ void wgmma_wait_group() {
+  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
+}
+
+// An empty asm that claims to read and write v: the compiler can neither move
+// an access of v across it nor keep a copy of v across it. Placed around the
+// wgmma region (before wgmma_fence, after wgmma_wait_group) on every
+// accumulator, it keeps the C++-level accesses (zero-initialisation,
+// epilogue reads) on the right side of the asynchronous accumulation.
+__device__ __forceinline__ void fence_operand(float& v) { asm volatile("" : "+f"(v)::"memory"); }
+
+template <int N>
+__device__ __forceinline__ void fence_operands(float (&v)[N]) {
+#pragma unroll
+  for (int i = 0; i < N; ++i) fence_operand(v[i]);
+}
+
+// ---- wgmma.mma_async.sync.aligned.m64nNk16.f32.{f16,bf16}: D (+)= A * B^T for
+// one warpgroup (128 threads), A = 64 x 16 and B = N x 16 both K-major in
+// shared memory via descriptors, fp32 accumulators in registers. scale_d == 0
+// would ignore D's old value; the kernel always passes 1 (D is zeroed before
+// the first step). imm-scale-a/b = 1 (no negation), imm-trans-a/b = 0 (K-major).
+//
+// Accumulator fragment (PTX ISA, wgmma .m64nNk16 D register layout): warp w
+// (0-3) of the warpgroup owns rows 16w .. 16w+15; lane l holds, for each
+// 8-column block j (0 .. N/8-1),
+//   d[4j + 0], d[4j + 1]: row 16w + l/4,     columns 8j + 2(l%4) + {0, 1}
+//   d[4j + 2], d[4j + 3]: row 16w + l/4 + 8, the same columns.
+// m64n128k16: 64 accumulators per thread; operands %0-%63 = d, %64 = desc_a, %65 = desc_b,
+// %66 = scale_d (turned into the predicate p).
+#define RESNET_KERNELS_WGMMA_M64N128K16(TYPE) \
+  asm volatile( \
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n" \
+      "wgmma.mma_async.sync.aligned.m64n128k16.f32." TYPE "." TYPE " {" \
+      "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, " \
+      "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, " \
+      "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, " \
+      "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63" \
+      "}, %64, %65, p, 1, 1, 0, 0;\n}\n" \
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), \
+        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), \
+        "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), \
+        "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), \
+        "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), \
+        "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), \
+        "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), \
+        "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]) \
+      : "l"(desc_a), "l"(desc_b), "r"(scale_d) \
+      : "memory")
+
+// m64n256k16: 128 accumulators per thread; operands %0-%127 = d, %128 = desc_a, %129 = desc_b,
+// %130 = scale_d (turned into the predicate p).
+#define RESNET_KERNELS_WGMMA_M64N256K16(TYPE) \
+  asm volatile( \
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %130, 0;\n" \
+      "wgmma.mma_async.sync.aligned.m64n256k16.f32." TYPE "." TYPE " {" \
+      "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, " \
+      "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, " \
+      "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, " \
+      "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, " \
+      "%64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, " \
+      "%80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95, " \
+      "%96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111, " \
+      "%112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127" \
+      "}, %128, %129, p, 1, 1, 0, 0;\n}\n" \
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), \
+        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), \
+        "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), \
+        "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), \
+        "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), \
+        "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), \
+        "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), \
+        "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]), \
+        "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]), \
+        "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]), \
+        "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]), \
+        "+f"(d[88]), "+f"(d[89]), "+f"(d[90]), "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95]), \
+        "+f"(d[96]), "+f"(d[97]), "+f"(d[98]), "+f"(d[99]), "+f"(d[100]), "+f"(d[101]), "+f"(d[102]), "+f"(d[103]), \
+        "+f"(d[104]), "+f"(d[105]), "+f"(d[106]), "+f"(d[107]), "+f"(d[108]), "+f"(d[109]), "+f"(d[110]), "+f"(d[111]), \
+        "+f"(d[112]), "+f"(d[113]), "+f"(d[114]), "+f"(d[115]), "+f"(d[116]), "+f"(d[117]), "+f"(d[118]), "+f"(d[119]), \
+        "+f"(d[120]), "+f"(d[121]), "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]), "+f"(d[126]), "+f"(d[127]) \
+      : "l"(desc_a), "l"(desc_b), "r"(scale_d) \
+      : "memory")
+
+template <typename T, int N>
+struct Wgmma;
+
+template <>
+struct Wgmma<__half, 128> {
+  static __device__ __forceinline__ void mma(float (&d)[64], uint64_t desc_a, uint64_t desc_b, int scale_d) {
+    RESNET_KERNELS_WGMMA_M64N128K16("f16");
+  }
+};
+template <>
+struct Wgmma<__nv_bfloat16, 128> {
+  static __device__ __forceinline__ void mma(float (&d)[64], uint64_t desc_a, uint64_t desc_b, int scale_d) {
+    RESNET_KERNELS_WGMMA_M64N128K16("bf16");
+  }
+};
+template <>
+struct Wgmma<__half, 256> {
+  static __device__ __forceinline__ void mma(float (&d)[128], uint64_t desc_a, uint64_t desc_b, int scale_d) {
+    RESNET_KERNELS_WGMMA_M64N256K16("f16");
+  }
+};
+template <>
+struct Wgmma<__nv_bfloat16, 256> {
+  static __device__ __forceinline__ void mma(float (&d)[128], uint64_t desc_a, uint64_t desc_b, int scale_d) {
+    RESNET_KERNELS_WGMMA_M64N256K16("bf16");
+  }
+};
+
+#undef RESNET_KERNELS_WGMMA_M64N128K16
+#undef RESNET_KERNELS_WGMMA_M64N256K16
+
+}  // namespace resnet_kernels::ptx
+
+#endif  // RESNET_KERNELS_SM90A

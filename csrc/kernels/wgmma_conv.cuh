@@ -1,0 +1,340 @@
+// Implicit-GEMM convolution on Hopper tensor cores (wgmma.mma_async, sm_90a).
+//
+// Same GEMM view and fused contract as implicit_gemm.cuh (see its header):
+//   D[m][n] = sum_k A[m][k] * B[n][k]; m = output pixel (n, p, q), n = output
+//   channel within the group, k = (r*S + s)*Cg + c; A gathered from NHWC x per
+//   k tile (padding taps, rows past M and k past gemm_k zero-filled), pre(x)
+//   applied in shared memory after the copy (so padding stays 0), B = KRSC
+//   weight rows; y = relu?(scale*acc + shift + residual) via epilogue.cuh.
+// Same preconditions (implicit_gemm_supports): 8 | Cg, 2 | Kg, 16-byte aligned
+// x and w, 4-byte aligned y.
+//
+// What changes against the mma.sync kernel:
+// - The MMA is wgmma.mma_async.m64n{BN}k16 issued by a whole warpgroup
+//   (128 threads), both operands read by the tensor cores straight from shared
+//   memory through matrix descriptors (no ldmatrix, no per-warp fragments), fp32
+//   accumulators in registers, asynchronous: a warpgroup keeps one k tile's
+//   wgmmas in flight while it waits for and issues the copies of the next ones.
+// - CTA tile BM = 128 x BN (128 or 256), BK = 64; 256 threads = 2 warpgroups,
+//   warpgroup g owns rows 64g .. 64g+63 of the tile and all BN columns.
+// - Shared tiles are [rows][64] in the 128-byte swizzle wgmma reads (derivation
+//   in ptx_sm90.cuh): element (row, k) at byte
+//       row * 128 + (((k / 8) ^ (row % 8)) * 16) + (k % 8) * 2,
+//   every A and B tile 1024-byte aligned. A 16-byte cp.async chunk is k / 8 of
+//   one row, so the gather of the mma.sync kernel carries over with only the
+//   destination address changed. The same XOR makes the copies conflict-free:
+//   the 8 threads writing one row's 8 chunks cover all 32 banks.
+//
+// Compiled for sm_90a only: elsewhere (sm_80, plain sm_90) the kernel body is
+// __trap(), so an image without wgmma can never silently produce garbage, and
+// wgmma_compiled<T>() lets the host find out which image it has (probe below).
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "kernels/conv_params.h"
+#include "kernels/epilogue.cuh"
+#include "kernels/launch.h"
+#include "kernels/ptx.cuh"
+#include "kernels/ptx_sm90.cuh"
+#include "kernels/wgmma_config.h"
+
+namespace resnet_kernels {
+
+namespace wgmma_detail {
+
+// Byte offset of 16-byte chunk `chunk` (= k / 8) of tile row `row` in a
+// [rows][64] fp16/bf16 tile with the 128-byte swizzle.
+__device__ __forceinline__ uint32_t sw128_offset(int row, int chunk) {
+  return uint32_t(row) * 128u + (uint32_t(chunk ^ (row & 7)) << 4);
+}
+
+// Static shared memory of the probe kernel's sm_90a image (ints); its other
+// images have none. ptxas may round the reported size up (to 1024 bytes in
+// this translation unit, whose kernels declare 1024-aligned dynamic shared
+// memory), so the host tests for "at least this much".
+constexpr int kProbeSharedInts = 37;
+
+}  // namespace wgmma_detail
+
+template <typename T, typename Cfg>
+__global__ void __launch_bounds__(Cfg::THREADS, 1) wgmma_conv_kernel(const ConvParams p) {
+#if RESNET_KERNELS_SM90A
+  constexpr int BM = Cfg::BM, BN = Cfg::BN, BK = Cfg::BK, STAGES = Cfg::STAGES;
+  constexpr int ROW_BYTES = BK * 2;  // 128: one swizzled line per tile row
+
+  // ---- Shared memory: STAGES x { A [BM][64], B [BN][64] }, each stage
+  // STAGE_BYTES (a multiple of 1024) long, the base rounded up to 1024 bytes
+  // (the launch reserves that slack), so every tile starts on a boundary of
+  // the swizzle pattern.
+  extern __shared__ __align__(1024) unsigned char smem_raw[];
+  const uint32_t raw_addr = ptx::smem_addr(smem_raw);
+  const uint32_t align_pad = (1024u - (raw_addr & 1023u)) & 1023u;
+  unsigned char* const smem = smem_raw + align_pad;  // generic view (prologue)
+  const uint32_t smem_base = raw_addr + align_pad;  // shared::cta address (cp.async, descriptors)
+
+  const T* x = static_cast<const T*>(p.x);
+  const T* w = static_cast<const T*>(p.w);
+  const int cg = p.c_per_group(), kg = p.k_per_group(), gemm_k = p.gemm_k();
+  const int k_tiles = (gemm_k + BK - 1) / BK;
+  const int n_tiles = (kg + BN - 1) / BN;
+  const int group = blockIdx.y / n_tiles;
+  const int n0 = (blockIdx.y - group * n_tiles) * BN;  // tile's first output channel within the group
+  const int64_t m0 = int64_t(blockIdx.x) * BM;
+  const int64_t M = p.pixels();
+
+  // ---- Loader state (as in implicit_gemm.cuh, with 8 chunks per row).
+  // Thread t copies chunk column t % 8 of tile rows t / 8 + 32i of A
+  // (i < A_LOADS) and of B (i < B_LOADS): a fixed k offset inside every k
+  // tile, so one (r, s, c) decode per k tile serves all its copies. Its rows
+  // all have the same row % 8 (ROW_STEP = 32), so their swizzled chunk
+  // position is the same and row i sits at thread_off + i * ROW_STEP * 128.
+  const int chunk = threadIdx.x % Cfg::CHUNKS;
+  const int row0 = threadIdx.x / Cfg::CHUNKS;
+  const uint32_t thread_off = wgmma_detail::sw128_offset(row0, chunk);
+  constexpr uint32_t ROW_STEP_BYTES = Cfg::ROW_STEP * ROW_BYTES;
+
+  // A rows are output pixels: x[n, 0, 0, g*Cg] and the input position of tap (0, 0).
+  const T* a_ptr[Cfg::A_LOADS];
+  int a_h0[Cfg::A_LOADS], a_w0[Cfg::A_LOADS];
+  bool a_row_ok[Cfg::A_LOADS];
+#pragma unroll
+  for (int i = 0; i < Cfg::A_LOADS; ++i) {
+    const int64_t m = m0 + row0 + i * Cfg::ROW_STEP;
+    a_row_ok[i] = m < M;
+    const int64_t mm = a_row_ok[i] ? m : 0;
+    const int64_t pq = int64_t(p.P) * p.Q;
+    const int64_t n = mm / pq;
+    const int op = int((mm - n * pq) / p.Q);
+    const int oq = int(mm - n * pq - int64_t(op) * p.Q);
+    a_ptr[i] = x + n * p.H * p.W * p.C + int64_t(group) * cg;
+    a_h0[i] = op * p.stride_h - p.pad_h;
+    a_w0[i] = oq * p.stride_w - p.pad_w;
+  }
+  // B rows are output channels: the KRSC weight row of channel g*Kg + n.
+  const T* b_ptr[Cfg::B_LOADS];
+  bool b_row_ok[Cfg::B_LOADS];
+#pragma unroll
+  for (int i = 0; i < Cfg::B_LOADS; ++i) {
+    const int n = n0 + row0 + i * Cfg::ROW_STEP;
+    b_row_ok[i] = n < kg;
+    b_ptr[i] = w + int64_t(group * kg + (b_row_ok[i] ? n : 0)) * gemm_k;
+  }
+
+  // This thread's k index in k tile kt, decoded into channel c and tap offsets.
+  // 8 | Cg, so the 8 elements of the chunk never straddle two taps.
+  struct KCoord {
+    int k, c, dh, dw;
+    bool ok;
+  };
+  auto decode_k = [&](int kt) {
+    const int k = kt * BK + chunk * 8;
+    const int rs = k / cg;
+    const int r = rs / p.S;
+    return KCoord{k, k - rs * cg, r * p.dil_h, (rs - r * p.S) * p.dil_w, k < gemm_k};
+  };
+  // Whether A row i has a real (non-padding) input element at k coordinate kc.
+  auto a_ok = [&](int i, const KCoord& kc) {
+    return kc.ok && a_row_ok[i] && unsigned(a_h0[i] + kc.dh) < unsigned(p.H) &&
+           unsigned(a_w0[i] + kc.dw) < unsigned(p.W);
+  };
+
+  // Issue the copies of k tile kt into ring slot `stage`; padding taps, rows
+  // past M or Kg and k past gemm_k are zero-filled by cp.async (src-size 0).
+  auto load_tile = [&](int stage, int kt) {
+    const KCoord kc = decode_k(kt);
+    const uint32_t sa = smem_base + uint32_t(stage) * Cfg::STAGE_BYTES + thread_off;
+    const uint32_t sb = sa + Cfg::A_BYTES;
+#pragma unroll
+    for (int i = 0; i < Cfg::A_LOADS; ++i) {
+      const bool ok = a_ok(i, kc);
+      const T* src = ok ? a_ptr[i] + (int64_t(a_h0[i] + kc.dh) * p.W + (a_w0[i] + kc.dw)) * p.C + kc.c : x;
+      ptx::cp_async_16(sa + i * ROW_STEP_BYTES, src, ok);
+    }
+#pragma unroll
+    for (int i = 0; i < Cfg::B_LOADS; ++i) {
+      const bool ok = kc.ok && b_row_ok[i];
+      ptx::cp_async_16(sb + i * ROW_STEP_BYTES, ok ? b_ptr[i] + kc.k : w, ok);
+    }
+  };
+
+  // Prologue pre(x) = relu(in_scale*x + in_shift), in place on the A chunks
+  // this thread copied itself (its own cp.async wait makes them visible to
+  // it). Chunks that were zero-filled stay zero: padding is applied after pre().
+  auto prologue_tile = [&](int stage, int kt) {
+    const KCoord kc = decode_k(kt);
+    if (!kc.ok) return;
+    float a[8], b[8];
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      const int c = group * cg + kc.c + j;
+      a[j] = p.in_scale ? __ldg(p.in_scale + c) : 1.f;
+      b[j] = p.in_shift ? __ldg(p.in_shift + c) : 0.f;
+    }
+    unsigned char* sa = smem + stage * Cfg::STAGE_BYTES + thread_off;
+#pragma unroll
+    for (int i = 0; i < Cfg::A_LOADS; ++i) {
+      if (!a_ok(i, kc)) continue;
+      uint4* slot = reinterpret_cast<uint4*>(sa + i * ROW_STEP_BYTES);
+      uint4 raw = *slot;
+      T* v = reinterpret_cast<T*>(&raw);
+#pragma unroll
+      for (int j = 0; j < 8; ++j) v[j] = from_float<T>(relu_keep_nan(a[j] * to_float(v[j]) + b[j]));
+      *slot = raw;
+    }
+  };
+
+  // ---- MMA state. Warpgroup wg computes D rows 64wg .. 64wg+63 (its A tile
+  // starts 64 * 128 = 8192 bytes into the stage's A tile: still 1024-aligned)
+  // against all BN rows of B.
+  const int wg = threadIdx.x / 128;
+  float acc[Cfg::ACC];
+#pragma unroll
+  for (int i = 0; i < Cfg::ACC; ++i) acc[i] = 0.f;
+  const uint64_t desc_a0 = ptx::smem_desc_sw128(smem_base + uint32_t(wg) * Cfg::WG_ROWS * ROW_BYTES);
+  const uint64_t desc_b0 = ptx::smem_desc_sw128(smem_base + Cfg::A_BYTES);
+
+  // The 4 k16 steps of the k tile in slot `stage`, as one wgmma group. Step ks
+  // reads bytes 32ks .. 32ks+31 of every (swizzled) row: start address + 32ks.
+  auto mma_tile = [&](int stage) {
+    const uint32_t stage_off = uint32_t(stage) * Cfg::STAGE_BYTES;
+    ptx::fence_operands(acc);  // C++ accesses of acc (the zeroing) stay before the fence
+    ptx::wgmma_fence();
+#pragma unroll
+    for (int ks = 0; ks < BK / 16; ++ks) {
+      ptx::Wgmma<T, BN>::mma(acc, ptx::desc_advance(desc_a0, stage_off + ks * 32),
+                             ptx::desc_advance(desc_b0, stage_off + ks * 32), 1);
+    }
+    ptx::wgmma_commit_group();
+  };
+
+  // ---- Pipeline: a STAGES-slot ring, copies issued STAGES-2 k tiles ahead,
+  // one wgmma group (one k tile) left in flight across iterations.
+  //
+  // Invariant at the barrier of iteration kt: every thread has finished
+  // wgmma_wait_group<1> of iteration kt-1, so in both warpgroups all wgmma
+  // groups up to tile kt-2 have completed (their shared-memory reads are done);
+  // tile kt-1's group may still run. The slot refilled in iteration kt is
+  // therefore that of tile kt-2: (kt + STAGES-2) % STAGES == (kt-2) % STAGES,
+  // distinct from the slots of tile kt-1 (being read), tile kt (about to be
+  // read) and tiles kt+1 .. kt+STAGES-3 (copies in flight).
+  //
+  // Tiles 0 .. STAGES-3 are put in flight first, one cp.async group per tile;
+  // every iteration commits one group, empty past the last tile, so before the
+  // wait of iteration kt exactly STAGES-2+kt groups exist and
+  // cp_async_wait<STAGES-3> means "tile kt (group kt) has landed".
+#pragma unroll
+  for (int s = 0; s < STAGES - 2; ++s) {
+    if (s < k_tiles) load_tile(s, s);
+    ptx::cp_async_commit();
+  }
+  for (int kt = 0; kt < k_tiles; ++kt) {
+    const int stage = kt % STAGES;
+    ptx::cp_async_wait<STAGES - 3>();  // this thread's copies of tile kt are in shared memory
+    if (p.has_prologue()) prologue_tile(stage, kt);
+    // cp.async writes and the prologue's stores are generic-proxy writes;
+    // wgmma reads through the async proxy. Each thread fences its own writes,
+    // then the barrier orders every thread's fenced writes before every
+    // warpgroup's wgmmas (and is the point of the invariant above).
+    ptx::fence_proxy_async_shared();
+    __syncthreads();
+    // Tensor cores first (asynchronous: the copies below are issued while they
+    // run), then the refill of tile kt-2's slot.
+    mma_tile(stage);
+    const int next = kt + STAGES - 2;
+    if (next < k_tiles) load_tile(next % STAGES, next);
+    ptx::cp_async_commit();
+    ptx::wgmma_wait_group<1>();  // tile kt-1's wgmmas are done; tile kt's may run on
+  }
+  ptx::wgmma_wait_group<0>();
+  ptx::fence_operands(acc);  // the epilogue's reads of acc stay after the wait
+
+  // ---- Epilogue straight from the accumulators (see ptx_sm90.cuh for the
+  // fragment): warp w of the warpgroup, lane l holds rows 16w + l/4 (+8) of
+  // its 64 and, per 8-column block j, columns 8j + 2(l%4) and +1: d[4j + 2h]
+  // and d[4j + 2h + 1] for row half h. The column pair is one 32-bit store
+  // (Kg even, so n + 1 < Kg whenever n < Kg); NHWC y is the row-major M x K
+  // matrix, row m at y + m*K.
+  T* y = static_cast<T*>(p.y);
+  const int lane = threadIdx.x % 32, warp_in_wg = (threadIdx.x / 32) % 4;
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    const int64_t m = m0 + wg * Cfg::WG_ROWS + warp_in_wg * 16 + lane / 4 + half * 8;
+    if (m >= M) continue;
+    const int64_t res_pixel = p.residual ? residual_pixel_offset(p, m) : 0;
+    T* y_row = y + m * p.K;
+#pragma unroll
+    for (int j = 0; j < BN / 8; ++j) {
+      const int n = n0 + j * 8 + 2 * (lane % 4);
+      if (n >= kg) continue;
+      const int k = group * kg + n;
+      const float v0 = epilogue<T>(p, acc[4 * j + 2 * half], k, res_pixel);
+      const float v1 = epilogue<T>(p, acc[4 * j + 2 * half + 1], k + 1, res_pixel);
+      *reinterpret_cast<uint32_t*>(y_row + k) = pack2<T>(v0, v1);
+    }
+  }
+#else
+  __trap();  // not sm_90a code: no wgmma here (the host checks wgmma_compiled first)
+#endif
+}
+
+// Tells the host which image of this translation unit the current device runs:
+// its sm_90a image declares kProbeSharedInts ints of static shared memory, any
+// other image none, and cudaFuncGetAttributes reports the size without a
+// launch (no synchronisation, usable while a stream is being captured). It
+// lives next to the kernels so it is in the same fatbinary, hence the same
+// image choice, as them.
+template <typename T>
+__global__ void wgmma_probe_kernel(int* out) {
+#if RESNET_KERNELS_SM90A
+  __shared__ int marker[wgmma_detail::kProbeSharedInts];
+  marker[threadIdx.x % wgmma_detail::kProbeSharedInts] = int(threadIdx.x);
+  __syncthreads();
+  if (out != nullptr) *out = marker[(threadIdx.x + 1) % wgmma_detail::kProbeSharedInts];
+#else
+  if (out != nullptr) *out = 0;
+#endif
+}
+
+template <typename T>
+cudaError_t wgmma_compiled(bool* compiled) {
+  *compiled = false;
+  cudaFuncAttributes attr{};
+  const cudaError_t err = cudaFuncGetAttributes(&attr, wgmma_probe_kernel<T>);
+  if (err == cudaErrorNoKernelImageForDevice || err == cudaErrorInvalidDeviceFunction) {
+    (void)cudaGetLastError();  // not sticky: clear it so the next launch's check does not see it
+    return cudaSuccess;        // no image at all for this device: not available
+  }
+  if (err != cudaSuccess) return err;
+  *compiled = attr.sharedSizeBytes >= sizeof(int) * wgmma_detail::kProbeSharedInts;
+  return cudaSuccess;
+}
+
+template <typename T, typename Cfg>
+cudaError_t launch_wgmma_tile(const ConvParams& p, cudaStream_t stream) {
+  const int kg = p.k_per_group();
+  const int64_t m_tiles = (p.pixels() + Cfg::BM - 1) / Cfg::BM;
+  const int64_t n_tiles = int64_t(kg + Cfg::BN - 1) / Cfg::BN * p.groups;
+  if (m_tiles > 0x7fffffff || n_tiles > 65535) return cudaErrorInvalidValue;  // implicit_gemm_supports rules it out
+  auto* kernel = wgmma_conv_kernel<T, Cfg>;
+  const cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Cfg::SMEM_BYTES);
+  if (err != cudaSuccess) return err;
+  kernel<<<dim3(unsigned(m_tiles), unsigned(n_tiles)), Cfg::THREADS, Cfg::SMEM_BYTES, stream>>>(p);
+  return cudaGetLastError();
+}
+
+template <typename T>
+cudaError_t launch_wgmma_conv(const ConvParams& p, KernelChoice tile, cudaStream_t stream) {
+  switch (tile) {
+    case KernelChoice::kWgmmaN128:
+      return launch_wgmma_tile<T, WgmmaTileN128>(p, stream);
+    case KernelChoice::kWgmmaN256:
+      return launch_wgmma_tile<T, WgmmaTileN256>(p, stream);
+    default:
+      return cudaErrorInvalidValue;  // a concrete tile is required (select_kernel picks one)
+  }
+}
+
+}  // namespace resnet_kernels

@@ -1,0 +1,211 @@
+"""The Hopper wgmma kernel of the CUDA extension (csrc/kernels/wgmma_conv.cuh) against
+the float64 reference, and its selection by RESNET_KERNELS_CUDA_KERNEL (GPU only).
+
+The variable is read by the C++ launcher on every call, so each test sets it
+with monkeypatch. "wgmma_n128" / "wgmma_n256" force the kernel and its tile on
+every call the tensor-core path takes, which is how the numeric tests reach it
+on any shape (the "wgmma" heuristic keeps small and narrow calls on the mma.sync
+kernel). Every numeric test also checks, through the profiler's kernel names,
+that the wgmma kernel with the requested tile is what ran: a build without
+sm_90a code, or a selection bug, fails here instead of silently testing the
+mma.sync kernel again.
+
+Outputs land in NaN-poisoned memory (helpers.into_poisoned_memory), so an
+element the kernel forgets to write fails the test.
+"""
+
+import re
+
+import pytest
+import torch
+from conftest import HAS_CUDA, needs_cuda, needs_extension
+from helpers import (
+    REL_TOL,
+    assert_within_cudnn_error,
+    cuda_randn,
+    cuda_vector,
+    cuda_weight,
+    into_poisoned_memory,
+    kernels_run,
+    oracle,
+    rel_error,
+)
+
+from resnet_kernels import cuda_ops  # noqa: F401  (loads the extension, registers the fake)
+from resnet_kernels.layer_shapes import distinct_layers
+
+ENV = "RESNET_KERNELS_CUDA_KERNEL"
+DTYPES = [torch.float16, torch.bfloat16]
+TILES = {"wgmma_n128": 128, "wgmma_n256": 256}  # value -> BN of the tile it forces
+CL = torch.channels_last
+
+IS_SM90 = HAS_CUDA and torch.cuda.get_device_capability() == (9, 0)
+needs_sm90 = pytest.mark.skipif(not IS_SM90, reason="the wgmma kernel needs a compute capability 9.0 GPU (H100/H200)")
+
+pytestmark = [needs_cuda, needs_extension]
+
+
+def _op(*args):
+    return torch.ops.resnet_kernels.conv_bn_act_cuda(*args)
+
+
+def _wgmma_ran(kernels, bn):
+    """Whether the profiler's kernel names include wgmma_conv_kernel<T, WgmmaTile<bn, ...>>."""
+    tile = re.compile(rf"WgmmaTile<\s*{bn}\s*,")
+    return any("wgmma_conv_kernel" in k and tile.search(k) for k in kernels)
+
+
+def _run_forced(monkeypatch, tile, args, out_shape):
+    """The op under RESNET_KERNELS_CUDA_KERNEL=tile into NaN-poisoned memory; asserts the tile ran."""
+    monkeypatch.setenv(ENV, tile)
+    y, kernels = kernels_run(lambda: into_poisoned_memory(_op, args, out_shape))
+    assert _wgmma_ran(kernels, TILES[tile]), f"{ENV}={tile} did not run the wgmma kernel with that tile: {kernels}"
+    assert not any("implicit_gemm_kernel" in k or "direct_conv_kernel" in k for k in kernels), kernels
+    return y
+
+
+# --- every distinct ResNet-50 layer, both tiles ---------------------------------------------------
+
+
+@needs_sm90
+@pytest.mark.parametrize("tile", list(TILES))
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("batch", [1, 8])
+@pytest.mark.parametrize("layer", distinct_layers(("resnet50",)), ids=lambda layer: layer.name)
+def test_resnet50_layer(layer, batch, dtype, tile, gen, monkeypatch):
+    # The stem's 3 input channels are padded to 8 here, as the cuda backend does
+    # (cuda_conv.plan): the raw op would send C=3 to the direct kernel.
+    c = -(-layer.C // 8) * 8
+    x = cuda_randn(gen, batch, c, layer.H, layer.W, dtype=dtype)
+    w = cuda_weight(gen, layer.K, c // layer.groups, layer.R, layer.S, dtype)
+    sc, sh = cuda_vector(gen, layer.K, positive=True), cuda_vector(gen, layer.K)
+    res = cuda_randn(gen, batch, layer.K, layer.P, layer.Q, dtype=dtype) if layer.has_residual else None
+    conv = ([layer.stride] * 2, [layer.padding] * 2, [1, 1], layer.groups)
+    args = (x, w, sc, sh, res, *conv, layer.relu, None, None, 1)
+    y = _run_forced(monkeypatch, tile, args, (batch, layer.K, layer.P, layer.Q))
+    assert y.is_contiguous(memory_format=CL)
+    assert_within_cudnn_error(y, x, w, sc, sh, res, layer, oracle(*args))
+
+
+# --- contract features on shapes with tails in every dimension ------------------------------------
+
+# name: (N, C, H, W, K, R, S, stride, padding, dilation, groups)
+SHAPES = {
+    # M = 243 (not a multiple of 128), gemm_k = 648 (10 k tiles of 64 + 8), K = 200 (N tails for both tiles)
+    "tails_k200": (3, 72, 9, 9, 200, 3, 3, 1, 1, 1, 1),
+    # 2 groups of 136 output channels: group offsets in A, B and y; N tail inside each group
+    "groups2_kg136": (2, 32, 7, 7, 272, 3, 3, 2, 1, 1, 2),
+    # K = 48: most of either tile's columns are past K; dilation and stride move the taps
+    "dilation2_k48": (1, 24, 11, 13, 48, 3, 3, 2, 2, 2, 1),
+}
+
+
+def _case(name, dtype, gen):
+    n, c, h, w, k, r, s, stride, padding, dilation, groups = SHAPES[name]
+    x = cuda_randn(gen, n, c, h, w, dtype=dtype)
+    wt = cuda_weight(gen, k, c // groups, r, s, dtype)
+    p = (h + 2 * padding - dilation * (r - 1) - 1) // stride + 1
+    q = (w + 2 * padding - dilation * (s - 1) - 1) // stride + 1
+    return x, wt, ([stride] * 2, [padding] * 2, [dilation] * 2, groups), (n, k, p, q)
+
+
+def _check(monkeypatch, tile, args, out_shape):
+    y = _run_forced(monkeypatch, tile, args, out_shape)
+    err = rel_error(y, oracle(*args))
+    assert err <= REL_TOL[args[0].dtype], f"relative error {err:.3g} > {REL_TOL[args[0].dtype]:.3g}"
+
+
+@needs_sm90
+@pytest.mark.parametrize("tile", list(TILES))
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("name", list(SHAPES))
+def test_residual_through_strides(name, dtype, tile, gen, monkeypatch):
+    x, w, conv, out = _case(name, dtype, gen)
+    sc, sh = cuda_vector(gen, out[1], positive=True), cuda_vector(gen, out[1])
+    res = cuda_randn(gen, *out, dtype=dtype, memory_format=torch.contiguous_format)  # NCHW: strided reads
+    _check(monkeypatch, tile, (x, w, sc, sh, res, *conv, True, None, None, 1), out)
+
+
+@needs_sm90
+@pytest.mark.parametrize("tile", list(TILES))
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("res_channels,residual_stride,res_format", [(100, 2, CL), (37, 3, torch.contiguous_format)])
+def test_option_a_residual(res_channels, residual_stride, res_format, dtype, tile, gen, monkeypatch):
+    x, w, conv, out = _case("tails_k200", dtype, gen)
+    n, _, p, q = out
+    size = p * residual_stride - (residual_stride - 1)  # ceil(size / residual_stride) == p
+    res = cuda_randn(gen, n, res_channels, size, size, dtype=dtype, memory_format=res_format)
+    _check(monkeypatch, tile, (x, w, None, None, res, *conv, True, None, None, residual_stride), out)
+
+
+@needs_sm90
+@pytest.mark.parametrize("tile", list(TILES))
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("name", list(SHAPES))
+def test_prologue_keeps_padding_at_zero(name, dtype, tile, gen, monkeypatch):
+    x, w, conv, out = _case(name, dtype, gen)
+    c = x.shape[1]
+    # A positive in_shift makes relu(in_shift) > 0, so padding applied before pre() would show.
+    pre = (cuda_vector(gen, c, positive=True), cuda_vector(gen, c, positive=True))
+    _check(monkeypatch, tile, (x, w, None, cuda_vector(gen, out[1]), None, *conv, False, *pre, 1), out)
+
+
+# --- selection -------------------------------------------------------------------------------------
+
+
+def _selection_args(gen, n, c, hw, k, r, stride):
+    x = cuda_randn(gen, n, c, hw, hw, dtype=torch.float16)
+    w = cuda_weight(gen, k, c, r, r, torch.float16)
+    return (x, w, None, None, None, [stride] * 2, [r // 2] * 2, [1, 1], 1, True, None, None, 1)
+
+
+@needs_sm90
+@pytest.mark.parametrize(
+    "value,shape,expect",
+    [
+        # ResNet-50 layer3 3x3 at batch 64: ~1000 FLOP/byte, 196 CTAs of 128x128 (more than the SMs): wgmma
+        ("wgmma", (64, 256, 14, 256, 3, 1), "wgmma"),
+        # 1x1 64 -> 256 at 8 x 56 x 56: enough CTAs, but 28 FLOP/byte (memory-bound): mma
+        ("wgmma", (8, 64, 56, 256, 1, 1), "mma"),
+        # K = 64 (< 128): the mma.sync kernel's 64-wide tile wastes nothing
+        ("wgmma", (8, 64, 56, 64, 3, 1), "mma"),
+        # batch 1, 7x7 map, K = 512: 4 CTAs of 128x128, far fewer than the SMs
+        ("wgmma", (1, 512, 7, 512, 3, 1), "mma"),
+        # the default, and "mma", never run wgmma
+        (None, (64, 256, 14, 256, 3, 1), "mma"),
+        ("", (64, 256, 14, 256, 3, 1), "mma"),
+        ("mma", (64, 256, 14, 256, 3, 1), "mma"),
+    ],
+)
+def test_kernel_selection(value, shape, expect, gen, monkeypatch):
+    if value is None:
+        monkeypatch.delenv(ENV, raising=False)
+    else:
+        monkeypatch.setenv(ENV, value)
+    args = _selection_args(gen, *shape)
+    y, kernels = kernels_run(lambda: _op(*args))
+    wgmma = any("wgmma_conv_kernel" in k for k in kernels)
+    mma = any("implicit_gemm_kernel" in k for k in kernels)
+    assert (wgmma, mma) == (expect == "wgmma", expect == "mma"), kernels
+    assert rel_error(y, oracle(*args)) <= REL_TOL[torch.float16]
+
+
+def test_bad_value_names_the_variable_and_the_choices(gen, monkeypatch):
+    monkeypatch.setenv(ENV, "wgmma128")
+    args = _selection_args(gen, 1, 16, 8, 32, 3, 1)
+    with pytest.raises(RuntimeError, match=rf"{ENV}='wgmma128' is not a kernel choice; use one of mma .*wgmma_n256"):
+        _op(*args)
+
+
+@pytest.mark.parametrize("tile", list(TILES))
+def test_forced_tile_runs_on_sm90_and_is_refused_elsewhere(tile, gen, monkeypatch):
+    """On an H100/H200 a forced tile runs; on any other GPU it is a clear error, not a silent fallback."""
+    monkeypatch.setenv(ENV, tile)
+    args = _selection_args(gen, 2, 64, 9, 128, 3, 1)
+    if IS_SM90:
+        y, kernels = kernels_run(lambda: _op(*args))
+        assert _wgmma_ran(kernels, TILES[tile]), kernels
+        assert rel_error(y, oracle(*args)) <= REL_TOL[torch.float16]
+    else:
+        with pytest.raises(RuntimeError, match=rf"{ENV}={tile} needs the wgmma kernel.*compute capability 9.0"):
+            _op(*args)
