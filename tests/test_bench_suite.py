@@ -34,7 +34,7 @@ def test_collect_only_lists_the_whole_matrix():
     run = _pytest("--collect-only", "-q")
     assert run.returncode == 0, run.stdout + run.stderr
     ids = _ids(run)
-    assert len(ids) == FULL == 2198
+    assert len(ids) == FULL == 2606
     for expected in (
         "benchmarks/test_speed_layers.py::test_layer[resnet50.layer1.0.conv2-b256-fp16-cudnn-fused]",
         "benchmarks/test_speed_layers.py::test_layer[resnext50_32x4d.layer1.0.conv2-b1-bf16-inductor]",

@@ -13,9 +13,10 @@ from .matrix import LAYER_PROVIDERS, MODEL_PROVIDERS
 from .results import Results
 
 # One color per provider name, the same in every chart.
-_PALETTE = ("#1f77b4", "#aec7e8", "#d62728", "#ff9896", "#7f7f7f", "#c7c7c7", "#2ca02c", "#98df8a",
-            "#ffbb78", "#ff7f0e")
+_PALETTE = ("#1f77b4", "#aec7e8", "#d62728", "#ff9896", "#9467bd", "#7f7f7f", "#c7c7c7", "#2ca02c",
+            "#98df8a", "#ffbb78", "#ff7f0e")
 COLORS = dict(zip(MODEL_PROVIDERS, _PALETTE))
+COLORS["cuda-wgmma"] = COLORS["cuda-wgmma-graph"]  # the layer provider of the same kernel
 
 
 def _pyplot():
@@ -72,7 +73,7 @@ def model_chart(results: Results, dtype: str, path: str) -> None:
         ax.set_title(f"batch {batch}")
         ax.set_ylabel("images / s (higher is better)")
     # One legend for all panels, below them, so that it hides no bar.
-    handles, labels = {}, {}
+    handles = {}
     for ax in axes[0]:
         for handle, label in zip(*ax.get_legend_handles_labels()):
             handles.setdefault(label, handle)

@@ -6,6 +6,9 @@ of inference), then runs ``fn(*args)`` in the timed loop:
 
 - ``triton``, ``cuda``: resnet_kernels.functional.conv_bn_act with BN folded
   into fp32 scale/shift, one kernel per layer.
+- ``cuda-wgmma``: ``cuda`` with RESNET_KERNELS_CUDA_KERNEL=wgmma (the opt-in
+  Hopper kernel, kernel_choice.py); skipped on layers that choice leaves on
+  the mma.sync kernel, whose time is the ``cuda`` row.
 - ``cudnn-eager``: conv2d, batch_norm (eval), in-place add, in-place ReLU:
   the ops torchvision's blocks run, in their order.
 - ``cudnn-fused``: BN folded into the weights and a bias, then cuDNN's fused
@@ -111,9 +114,26 @@ def inductor(layer: ConvLayer) -> LayerProvider:
     return LayerProvider(compiled, _eager_args)
 
 
+def cuda_wgmma(layer: ConvLayer, sample: torch.Tensor) -> LayerProvider:
+    from .kernel_choice import WGMMA, kernel_choice, wgmma_layer_unavailable_reason
+
+    base = ours("cuda", layer, sample)
+    reason = wgmma_layer_unavailable_reason(layer, sample)
+    if reason is not None:
+        raise Unavailable(reason)
+
+    def run(*args) -> torch.Tensor:
+        with kernel_choice(WGMMA):
+            return base.fn(*args)
+
+    return LayerProvider(run, base.prepare)
+
+
 def layer_provider(name: str, layer: ConvLayer, sample: torch.Tensor) -> LayerProvider:
     """The provider ``name`` (matrix.LAYER_PROVIDERS) for ``layer``; raises Unavailable."""
     if name in ("triton", "cuda"):
         return ours(name, layer, sample)
+    if name == "cuda-wgmma":
+        return cuda_wgmma(layer, sample)
     builders = {"cudnn-eager": cudnn_eager, "cudnn-fused": cudnn_fused, "inductor": inductor}
     return builders[name](layer)

@@ -23,17 +23,18 @@ TRAIN_MODEL, TRAIN_BATCH = "resnet50", 256
 #: one fused conv layer: ours through resnet_kernels.functional.conv_bn_act,
 #: cuDNN as torchvision runs it (conv, BN, add, ReLU), cuDNN with BN folded and
 #: its fused conv+bias(+add)+ReLU ops, and the eager layer under torch.compile.
-LAYER_PROVIDERS = ("triton", "cuda", "cudnn-eager", "cudnn-fused", "inductor")
+LAYER_PROVIDERS = ("triton", "cuda", "cuda-wgmma", "cudnn-eager", "cudnn-fused", "inductor")
 #: whole models; "-graph" is the same model replayed from a CUDA graph.
+#: "cuda-wgmma" is the cuda backend with its opt-in Hopper kernel (kernel_choice.py).
 MODEL_PROVIDERS = (
-    "triton", "triton-graph", "cuda", "cuda-graph",
+    "triton", "triton-graph", "cuda", "cuda-graph", "cuda-wgmma-graph",
     "cudnn-eager", "cudnn-eager-graph", "cudnn-fused", "cudnn-fused-graph",
     "inductor-default", "inductor",
 )
 #: a training step (forward, backward, SGD) under AMP
 TRAIN_PROVIDERS = ("triton", "cuda", "cudnn-eager", "inductor-default")
 #: our own providers; every other one is a baseline
-OURS = ("triton", "triton-graph", "cuda", "cuda-graph")
+OURS = ("triton", "triton-graph", "cuda", "cuda-graph", "cuda-wgmma", "cuda-wgmma-graph")
 
 
 @dataclass(frozen=True)

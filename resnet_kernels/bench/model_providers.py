@@ -4,6 +4,8 @@ Inference (matrix.MODEL_PROVIDERS; "-graph" = replayed from a CUDA graph by timi
 
 - ``triton``, ``cuda``: resnet_kernels.models.convert(model, backend=...): the same
   weights, one fused op per conv (BN folded in eval mode).
+- ``cuda-wgmma``: ``cuda`` with RESNET_KERNELS_CUDA_KERNEL=wgmma around each
+  forward (the opt-in Hopper kernel for the layers it suits; kernel_choice.py).
 - ``cudnn-eager``: torchvision as it is (cudnn.benchmark on).
 - ``cudnn-fused``: BN folded and cuDNN's fused conv ops (tv_fused.py).
 - ``inductor-default``: torch.compile(model).
@@ -63,6 +65,14 @@ def inference_model(provider: str, model: nn.Module, sample: torch.Tensor) -> tu
     base = provider.removesuffix("-graph")
     if base in ("triton", "cuda"):
         return _ours(model, base, sample), graph
+    if base == "cuda-wgmma":
+        from .kernel_choice import WGMMA, WithKernelChoice, wgmma_unavailable_reason
+
+        ours = _ours(model, "cuda", sample)
+        reason = wgmma_unavailable_reason(sample)
+        if reason is not None:
+            raise Unavailable(reason)
+        return WithKernelChoice(ours, WGMMA), graph
     if base == "cudnn-eager":
         return model, graph
     if base == "cudnn-fused":
