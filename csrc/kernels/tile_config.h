@@ -31,8 +31,9 @@ struct TileConfig {
 // epilogue overlaps the other's main loop.
 using LargeTile = TileConfig<128, 128, 2, 4, 4, 2>;  // 64 KB shared memory
 // 4 warps with 32x32 warp tiles: for small grids (batch 1, late layers) and narrow groups.
-// 5 CTAs per SM (<= 102 registers; ptxas takes 96, as before the epilogue
-// and split-K additions, with no spills).
+// 5 CTAs per SM on an H100 (<= 102 registers; ptxas takes 96, as before the
+// epilogue and split-K additions, with no spills). An A100's 164 KB of shared
+// memory per SM holds only 4 of them (33 KB each with the 1 KB reservation).
 using SmallTile = TileConfig<64, 64, 2, 2, 4, 5>;    // 32 KB shared memory
 
 }  // namespace resnet_kernels

@@ -54,8 +54,11 @@ __device__ __forceinline__ uint32_t sw128_offset(int row, int chunk) {
 // Static shared memory of the probe kernel's sm_90a image (ints); its other
 // images have none. ptxas may round the reported size up (to 1024 bytes in
 // this translation unit, whose kernels declare 1024-aligned dynamic shared
-// memory), so the host tests for "at least this much".
-constexpr int kProbeSharedInts = 37;
+// memory), so the host tests for "at least this much". 4 KB: well above the
+// 1 KB that sm_90 cubins reserve for every kernel of a module in which any
+// kernel uses shared memory (.nv.reservedSmem), so a plain sm_90 image can
+// never pass for the sm_90a one, whatever else is added to this file.
+constexpr int kProbeSharedInts = 1024;
 
 }  // namespace wgmma_detail
 
@@ -327,6 +330,12 @@ cudaError_t launch_wgmma_tile(const ConvParams& p, cudaStream_t stream) {
 
 template <typename T>
 cudaError_t launch_wgmma_conv(const ConvParams& p, KernelChoice tile, cudaStream_t stream) {
+  // Without sm_90a code the kernel is a trap, which would lose the CUDA
+  // context: refuse instead (cached per device: one atomic load per launch).
+  int device = 0;
+  const cudaError_t err = cudaGetDevice(&device);
+  if (err != cudaSuccess) return err;
+  if (!wgmma_available(device)) return cudaErrorInvalidDeviceFunction;
   switch (tile) {
     case KernelChoice::kWgmmaN128:
       return launch_wgmma_tile<T, WgmmaTileN128>(p, stream);

@@ -100,10 +100,11 @@ std::vector<float> permute4(const std::vector<float>& a, const int (&dims)[4], c
 template <typename T>
 // wgmma: kMma runs launch_conv_bn_act's own choice; kWgmmaN128 / kWgmmaN256 run the wgmma
 // kernel with that tile on the cases the tensor-core path takes.
-// split: 0 = launch_conv_bn_act without a workspace (never splits); n >= 1 = the
-// mma.sync plan with split-K forced to min(n, k tiles), cudaMalloc'd workspace.
+// split: -1 = launch_conv_bn_act without a workspace (never splits); 0 = the
+// plan of plan_conv's split-K heuristic, n >= 1 = the mma.sync plan with
+// split-K forced to min(n, k tiles); both with a cudaMalloc'd workspace.
 bool run_case(const Case& cs, bool direct_only, std::mt19937& rng,
-              resnet_kernels::KernelChoice wgmma = resnet_kernels::KernelChoice::kMma, int split = 0) {
+              resnet_kernels::KernelChoice wgmma = resnet_kernels::KernelChoice::kMma, int split = -1) {
   const int P = (cs.h + 2 * cs.pad - cs.dil * (cs.r - 1) - 1) / cs.stride + 1;
   const int Q = (cs.w + 2 * cs.pad - cs.dil * (cs.s - 1) - 1) / cs.stride + 1;
   const int cg = cs.c / cs.groups;
@@ -164,7 +165,7 @@ bool run_case(const Case& cs, bool direct_only, std::mt19937& rng,
   const bool use_wgmma = tensor_cores && wgmma != resnet_kernels::KernelChoice::kMma;
   // Split-K: the workspace is NaN-poisoned (0xff bytes are NaN in fp32 too), so
   // a partial the reduce reads without the GEMM having written it shows up.
-  const bool use_split = tensor_cores && !use_wgmma && split >= 1;
+  const bool use_split = tensor_cores && !use_wgmma && split >= 0;
   resnet_kernels::ConvPlan plan{};
   void* workspace = nullptr;
   char split_label[32] = "";
@@ -177,7 +178,8 @@ bool run_case(const Case& cs, bool direct_only, std::mt19937& rng,
       CHECK_CUDA(cudaMalloc(&workspace, plan.workspace_bytes));
       CHECK_CUDA(cudaMemset(workspace, 0xff, plan.workspace_bytes));
     }
-    std::snprintf(split_label, sizeof(split_label), "split-K %d%s", plan.split, plan.vector_output ? " v" : "");
+    std::snprintf(split_label, sizeof(split_label), "%s %d%s", split == 0 ? "plan, split" : "split-K", plan.split,
+                  plan.vector_output ? " v" : "");
   }
   CHECK_CUDA(direct_only ? resnet_kernels::launch_direct_conv<T>(p, 0)
              : use_wgmma ? resnet_kernels::launch_wgmma_conv<T>(p, wgmma, 0)
@@ -216,7 +218,7 @@ int main() {
   const Case cases[] = {
       // name                          n    c   h   w    k  r  s st pad dil g  res pro  relu
       {"3x3 s1, residual", 2, 64, 14, 14, 64, 3, 3, 1, 1, 1, 1, 1, false, true},
-      {"3x3 s1, large tile", 8, 64, 56, 56, 128, 3, 3, 1, 1, 1, 1, 0, false, true},
+      {"3x3 s1, large tile", 8, 64, 56, 56, 128, 3, 3, 1, 1, 1, 1, 1, false, true},
       {"1x1 s2 projection", 2, 64, 16, 16, 256, 1, 1, 2, 0, 1, 1, 0, false, false},
       {"grouped 16x8, prologue", 2, 128, 14, 14, 128, 3, 3, 2, 1, 1, 16, 0, true, true},
       {"stem 7x7 s2 C=3", 2, 3, 32, 32, 64, 7, 7, 2, 3, 1, 1, 0, false, true},
@@ -228,6 +230,7 @@ int main() {
       {"M, K, gemm_k tails, K=200", 3, 72, 9, 9, 200, 3, 3, 1, 1, 1, 1, 1, true, true},
       {"1x1 K=512, option A", 2, 256, 8, 8, 512, 1, 1, 1, 0, 1, 1, 2, false, true},
       {"K=36: 32-bit stores", 2, 32, 10, 10, 36, 3, 3, 1, 1, 1, 1, 1, true, true},
+      {"batch 1, 7x7, 512->512", 1, 512, 7, 7, 512, 3, 3, 1, 1, 1, 1, 1, false, true},
   };
   std::mt19937 rng(1234);
   bool ok = true;
@@ -236,10 +239,11 @@ int main() {
       ok = run_case<__half>(cs, direct_only, rng) && ok;
       ok = run_case<__nv_bfloat16>(cs, direct_only, rng) && ok;
     }
-  // Split-K forced to 2, 3 and 7 splits (clamped to the k tiles: uneven
+  // The heuristic's own plan (split 16 on the batch-1 7x7 case on an H100),
+  // then split-K forced to 2, 3 and 7 splits (clamped to the k tiles: uneven
   // ranges, and S > k tiles on the 1- and 2-tile cases) on every tensor-core case.
   for (const Case& cs : cases)
-    for (int split : {2, 3, 7}) {
+    for (int split : {0, 2, 3, 7}) {
       ok = run_case<__half>(cs, false, rng, resnet_kernels::KernelChoice::kMma, split) && ok;
       ok = run_case<__nv_bfloat16>(cs, false, rng, resnet_kernels::KernelChoice::kMma, split) && ok;
     }
