@@ -150,9 +150,12 @@ ConvParams checked_params(const at::Tensor& x, const at::Tensor& weight, const s
 }
 
 // The launch plan of p on x's device (x's device must be current), with
-// RESNET_KERNELS_CUDA_SPLIT_K read now; a bad value raises, naming the variable.
-// The multiprocessor count comes from the launcher library's per-device cache.
+// RESNET_KERNELS_CUDA_KERNEL and RESNET_KERNELS_CUDA_SPLIT_K read now (see
+// kernels/launch.h): a bad value is the caller's error, not a CUDA one, and
+// raises naming the variable. The multiprocessor count comes from the
+// launcher library's per-device cache.
 ConvPlan plan_call(const ConvParams& p, const at::Tensor& x) {
+  if (const char* why = kernel_choice_error(x.get_device())) TORCH_CHECK(false, kOp, ": ", why);
   int forced_split = 0;
   if (const char* why = split_k_from_env(&forced_split)) TORCH_CHECK(false, kOp, ": ", why);
   int num_sms = 0;
@@ -172,8 +175,6 @@ at::Tensor conv_bn_act_cuda(const at::Tensor& x, const at::Tensor& weight, const
   ConvParams p = checked_params(x, weight, scale, shift, residual, stride, padding, dilation, groups, relu, in_scale,
                                 in_shift, residual_stride);
   const c10::cuda::CUDAGuard guard(x.device());
-  // RESNET_KERNELS_CUDA_KERNEL (kernels/launch.h): a bad value is the caller's error, not a CUDA one.
-  if (const char* why = kernel_choice_error(x.get_device())) TORCH_CHECK(false, kOp, ": ", why);
   const at::Tensor x_nhwc = x.contiguous(at::MemoryFormat::ChannelsLast);
   const at::Tensor w_krsc = weight.contiguous(at::MemoryFormat::ChannelsLast);
   at::Tensor y = at::empty({p.N, p.K, p.P, p.Q}, x.options().memory_format(at::MemoryFormat::ChannelsLast));
@@ -218,7 +219,6 @@ std::vector<int64_t> conv_plan_cuda(const at::Tensor& x, const at::Tensor& weigh
   ConvParams p = checked_params(x, weight, scale, shift, residual, stride, padding, dilation, groups, relu, in_scale,
                                 in_shift, residual_stride);
   const c10::cuda::CUDAGuard guard(x.device());
-  if (const char* why = kernel_choice_error(x.get_device())) TORCH_CHECK(false, kOp, ": ", why);
   const at::Tensor x_nhwc = x.contiguous(at::MemoryFormat::ChannelsLast);
   const at::Tensor w_krsc = weight.contiguous(at::MemoryFormat::ChannelsLast);
   p.x = x_nhwc.data_ptr();
