@@ -111,6 +111,8 @@ def kernel_args(
         R=r, S=s,
         IS_GEMM=r == 1 and s == 1 and tuple(stride) == (1, 1) and tuple(padding) == (0, 0) and _dense_rows(x),
         HAS_SCALE=scale is not None, HAS_SHIFT=shift is not None, HAS_RES=residual is not None, RELU=bool(relu),
+        OUT_DENSE=_dense_rows(out),
+        RES_DENSE=residual is not None and residual_stride == 1 and _dense_rows(residual),
         HAS_IN_SCALE=in_scale is not None, HAS_IN_SHIFT=in_shift is not None,
         UPCAST=tuning.interpreting() and x.dtype == torch.bfloat16,
         DOT_PRECISION="tf32" if x.dtype == torch.float32 and torch.backends.cudnn.allow_tf32 else "ieee",
@@ -163,7 +165,8 @@ def _reduce_splits(args: dict, channels: int) -> None:
     grid = (triton.cdiv(args["M"], block), triton.cdiv(channels, block))
     splitk_epilogue_kernel[grid](
         **{name: args[name] for name in _EPILOGUE_ARGS},
-        KT=channels, ws_split_stride=args["M"] * channels, BLOCK_M=block, BLOCK_N=block, num_warps=4,
+        KT=channels, ws_split_stride=args["M"] * channels, BLOCK_M=block, BLOCK_N=block,
+        EPILOGUE_HALVES=tuning.epilogue_halves({"BLOCK_M": block, "BLOCK_N": block, "num_warps": 4}), num_warps=4,
     )
 
 
@@ -171,5 +174,5 @@ def _reduce_splits(args: dict, channels: int) -> None:
 _EPILOGUE_ARGS = (
     "ws_ptr", "out_ptr", "scale_ptr", "shift_ptr", "res_ptr", "M", "P", "Q", "SPLIT_K",
     "son", "sok", "sop", "soq", "srn", "src", "srh", "srw", "res_channels", "res_step",
-    "HAS_SCALE", "HAS_SHIFT", "HAS_RES", "RELU",
+    "HAS_SCALE", "HAS_SHIFT", "HAS_RES", "RELU", "OUT_DENSE", "RES_DENSE",
 )

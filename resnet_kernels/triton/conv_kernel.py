@@ -38,7 +38,7 @@ int32 (< 2^31 by far) until they meet a stride.
 import triton
 import triton.language as tl
 
-from .tuning import autotune_configs, flat_k, prune_configs, TUNING_KEY
+from .tuning import autotune_configs, epilogue_halves, flat_k, prune_configs, TUNING_KEY
 
 
 @triton.jit
@@ -83,28 +83,91 @@ def _prologue(a, ch, ch_mask, valid, in_scale_ptr, in_shift_ptr, HAS_IN_SCALE: t
 
 
 @triton.jit
-def _epilogue_store(acc, img, p, q, mask_m, k_out, mask_n, out_ptr, scale_ptr, shift_ptr, res_ptr,
+def _epilogue_store(acc, offs_m, mask_m, k0, n_valid, P, Q, out_ptr, scale_ptr, shift_ptr, res_ptr,
                     son, sok, sop, soq, srn, src, srh, srw, res_channels, res_step,
-                    HAS_SCALE: tl.constexpr, HAS_SHIFT: tl.constexpr, HAS_RES: tl.constexpr, RELU: tl.constexpr):
+                    HAS_SCALE: tl.constexpr, HAS_SHIFT: tl.constexpr, HAS_RES: tl.constexpr, RELU: tl.constexpr,
+                    OUT_DENSE: tl.constexpr, RES_DENSE: tl.constexpr, HALVES: tl.constexpr):
+    """The fused epilogue of a (BLOCK_M, BLOCK_N) accumulator tile, whole or in two column halves.
+
+    Column j of acc is global output channel k0 + j, valid for j < n_valid.
+
+    HALVES (tuning.epilogue_halves): in the wgmma accumulator layout each thread
+    holds BLOCK_N / 4 columns, so the per-channel scale and shift take BLOCK_N / 2
+    registers next to the accumulator's own; on a 128x256 tile of 8 warps that is
+    128 + 128 and the epilogue spills. Two halves of BLOCK_N / 2 columns each
+    (a register split of the same layout, no data movement) halve that.
+    """
+    if HALVES:
+        acc_lo, acc_hi = _column_halves(acc)
+        half: tl.constexpr = acc.shape[1] // 2
+        _epilogue_tile(acc_lo, offs_m, mask_m, k0, n_valid, P, Q, out_ptr, scale_ptr, shift_ptr, res_ptr,
+                       son, sok, sop, soq, srn, src, srh, srw, res_channels, res_step,
+                       HAS_SCALE, HAS_SHIFT, HAS_RES, RELU, OUT_DENSE, RES_DENSE)
+        _epilogue_tile(acc_hi, offs_m, mask_m, k0 + half, n_valid - half, P, Q, out_ptr, scale_ptr, shift_ptr, res_ptr,
+                       son, sok, sop, soq, srn, src, srh, srw, res_channels, res_step,
+                       HAS_SCALE, HAS_SHIFT, HAS_RES, RELU, OUT_DENSE, RES_DENSE)
+    else:
+        _epilogue_tile(acc, offs_m, mask_m, k0, n_valid, P, Q, out_ptr, scale_ptr, shift_ptr, res_ptr,
+                       son, sok, sop, soq, srn, src, srh, srw, res_channels, res_step,
+                       HAS_SCALE, HAS_SHIFT, HAS_RES, RELU, OUT_DENSE, RES_DENSE)
+
+
+@triton.jit
+def _column_halves(t):
+    """t[:, :n/2], t[:, n/2:] of a (rows, n) tile: (rows, 2, n/2) -> (rows, n/2, 2) -> split.
+
+    The channel vectors of each half are made with tl.arange in _epilogue_tile,
+    not split the same way: a split 1-D vector gets a layout replicated across
+    the threads (every thread holding all its values).
+    """
+    return tl.split(tl.permute(tl.reshape(t, (t.shape[0], 2, t.shape[1] // 2)), (0, 2, 1)))
+
+
+@triton.jit
+def _epilogue_tile(acc, offs_m, mask_m, k0, n_valid, P, Q, out_ptr, scale_ptr, shift_ptr, res_ptr,
+                    son, sok, sop, soq, srn, src, srh, srw, res_channels, res_step,
+                    HAS_SCALE: tl.constexpr, HAS_SHIFT: tl.constexpr, HAS_RES: tl.constexpr, RELU: tl.constexpr,
+                    OUT_DENSE: tl.constexpr, RES_DENSE: tl.constexpr):
     """The fused epilogue in fp32 and the one store: relu?(scale[k]*acc + shift[k] + residual).
 
-    acc is (BLOCK_M, BLOCK_N) for output pixels (img, p, q) and global output
-    channels k_out (int64). Option A reads residual[img, k, p*res_step, q*res_step]
+    acc is (rows, columns) for output pixels offs_m (int64) and global output
+    channels k_out = k0 + column (int64), valid for column < n_valid. Option A reads residual[img, k, p*res_step, q*res_step]
     for k < res_channels and adds 0 above.
+
+    OUT_DENSE / RES_DENSE (rows of the tensor are dense, as in channels_last with
+    the same spatial size: pixel m starts at m * soq, resp. m * srw): the row
+    offset is one multiply. Otherwise the pixel is decoded into (img, p, q),
+    two int64 divisions per row the thread holds: with the store layout of a
+    128x256 tile that is 32 divisions per thread, about as many instructions as
+    seven iterations of the main loop.
     """
+    cols = tl.arange(0, acc.shape[1])
+    k_out = k0 + cols
+    mask_n = cols < n_valid
     if HAS_SCALE:
         acc = acc * tl.load(scale_ptr + k_out, mask=mask_n, other=0.0)[None, :]
     if HAS_SHIFT:
         acc = acc + tl.load(shift_ptr + k_out, mask=mask_n, other=0.0)[None, :]
     out_mask = mask_m[:, None] & mask_n[None, :]
+    if not (OUT_DENSE and (RES_DENSE or not HAS_RES)):
+        q = offs_m % Q
+        pq = offs_m // Q
+        p = pq % P
+        img = pq // P
     if HAS_RES:
-        res_rows = _pixel_rows(img, p * res_step, q * res_step, srn, srh, srw)
+        if RES_DENSE:
+            res_rows = offs_m * srw
+        else:
+            res_rows = _pixel_rows(img, p * res_step, q * res_step, srn, srh, srw)
         res_mask = out_mask & (k_out < res_channels)[None, :]
         res = tl.load(res_ptr + res_rows[:, None] + (k_out * src)[None, :], mask=res_mask, other=0.0)
         acc = acc + res.to(tl.float32)
     if RELU:
         acc = tl.maximum(acc, 0.0)
-    out_rows = _pixel_rows(img, p, q, son, sop, soq)
+    if OUT_DENSE:
+        out_rows = offs_m * soq
+    else:
+        out_rows = _pixel_rows(img, p, q, son, sop, soq)
     tl.store(out_ptr + out_rows[:, None] + (k_out * sok)[None, :], acc.to(out_ptr.dtype.element_ty), mask=out_mask)
 
 
@@ -123,7 +186,7 @@ def _split_range(iters, SPLIT_K):
 
 
 @triton.autotune(configs=autotune_configs(), key=TUNING_KEY, prune_configs_by={"early_config_prune": prune_configs})
-@triton.heuristics({"FLAT_K": flat_k, "SPLIT": lambda args: args["SPLIT_K"] > 1})
+@triton.heuristics({"FLAT_K": flat_k, "SPLIT": lambda args: args["SPLIT_K"] > 1, "EPILOGUE_HALVES": epilogue_halves})
 @triton.jit
 def conv_bn_act_kernel(
     x_ptr, w_ptr, out_ptr, scale_ptr, shift_ptr, res_ptr, in_scale_ptr, in_shift_ptr,
@@ -139,11 +202,13 @@ def conv_bn_act_kernel(
     R: tl.constexpr, S: tl.constexpr,
     IS_GEMM: tl.constexpr,
     HAS_SCALE: tl.constexpr, HAS_SHIFT: tl.constexpr, HAS_RES: tl.constexpr, RELU: tl.constexpr,
+    OUT_DENSE: tl.constexpr, RES_DENSE: tl.constexpr,  # see _epilogue_store
     HAS_IN_SCALE: tl.constexpr, HAS_IN_SHIFT: tl.constexpr,
     UPCAST: tl.constexpr,  # dot in fp32 (the interpreter's bf16 dot is wrong)
     DOT_PRECISION: tl.constexpr,  # "tf32" or "ieee" for fp32 inputs
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, FLAT_K: tl.constexpr,
     SPLIT: tl.constexpr,  # SPLIT_K > 1: store partials to ws_ptr instead of the epilogue
+    EPILOGUE_HALVES: tl.constexpr,  # see _epilogue_store
 ):
     # Grid: (M tiles * N tiles, groups). N tiles vary fastest, so the programs
     # running together share their A (activation) tile through L2; the weights
@@ -217,16 +282,17 @@ def conv_bn_act_kernel(
                 b = b.to(tl.float32)
             acc = tl.dot(a, b, acc, input_precision=DOT_PRECISION)
 
-    k_out = group * K + offs_n  # global output channel (int64)
+    k0 = group * K + pid_n * BLOCK_N  # global output channel of the tile's first column (int64)
+    k_out = k0 + tl.arange(0, BLOCK_N)
     if SPLIT:
         # Partial sums of this program's iteration range; the epilogue runs in splitk_epilogue_kernel.
         KT = tl.num_programs(1) * K  # all output channels
         ws_rows = (tl.program_id(2).to(tl.int64) * M + offs_m) * KT  # row (split, m) of the workspace
         tl.store(ws_ptr + ws_rows[:, None] + k_out[None, :], acc, mask=mask_m[:, None] & mask_n[None, :])
     else:
-        _epilogue_store(acc, img, p, q, mask_m, k_out, mask_n, out_ptr, scale_ptr, shift_ptr, res_ptr,
+        _epilogue_store(acc, offs_m, mask_m, k0, K - pid_n * BLOCK_N, P, Q, out_ptr, scale_ptr, shift_ptr, res_ptr,
                         son, sok, sop, soq, srn, src, srh, srw, res_channels, res_step,
-                        HAS_SCALE, HAS_SHIFT, HAS_RES, RELU)
+                        HAS_SCALE, HAS_SHIFT, HAS_RES, RELU, OUT_DENSE, RES_DENSE, EPILOGUE_HALVES)
 
 
 @triton.jit
@@ -235,14 +301,16 @@ def splitk_epilogue_kernel(
     M, KT, P, Q, SPLIT_K, ws_split_stride,  # ws is (SPLIT_K, M, KT): ws_split_stride = M*KT
     son, sok, sop, soq, srn, src, srh, srw, res_channels, res_step,
     HAS_SCALE: tl.constexpr, HAS_SHIFT: tl.constexpr, HAS_RES: tl.constexpr, RELU: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    OUT_DENSE: tl.constexpr, RES_DENSE: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, EPILOGUE_HALVES: tl.constexpr,
 ):
     """out = epilogue(sum over s of ws[s]) for one (BLOCK_M, BLOCK_N) tile of the (M, KT) output.
 
     Summed in split order, so the result does not depend on scheduling.
     """
-    offs_m, img, p, q, mask_m = _output_pixels(tl.program_id(0), M, P, Q, BLOCK_M)
-    k_out = tl.program_id(1).to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N)
+    offs_m, _, _, _, mask_m = _output_pixels(tl.program_id(0), M, P, Q, BLOCK_M)
+    k0 = tl.program_id(1).to(tl.int64) * BLOCK_N
+    k_out = k0 + tl.arange(0, BLOCK_N)
     mask_n = k_out < KT
     mask = mask_m[:, None] & mask_n[None, :]
     ptrs = ws_ptr + offs_m[:, None] * KT + k_out[None, :]
@@ -250,6 +318,6 @@ def splitk_epilogue_kernel(
     for _ in range(0, SPLIT_K):
         acc += tl.load(ptrs, mask=mask, other=0.0)
         ptrs += ws_split_stride  # 64-bit pointer steps: s * M * KT may pass 2^31
-    _epilogue_store(acc, img, p, q, mask_m, k_out, mask_n, out_ptr, scale_ptr, shift_ptr, res_ptr,
+    _epilogue_store(acc, offs_m, mask_m, k0, KT - k0, P, Q, out_ptr, scale_ptr, shift_ptr, res_ptr,
                     son, sok, sop, soq, srn, src, srh, srw, res_channels, res_step,
-                    HAS_SCALE, HAS_SHIFT, HAS_RES, RELU)
+                    HAS_SCALE, HAS_SHIFT, HAS_RES, RELU, OUT_DENSE, RES_DENSE, EPILOGUE_HALVES)

@@ -112,6 +112,21 @@ def flat_k(args: dict) -> bool:
     return args["C"] % args["BLOCK_K"] != 0
 
 
+def epilogue_halves(args: dict) -> bool:
+    """Run the epilogue on two column halves of the tile (conv_kernel._epilogue_store).
+
+    When the fp32 accumulator alone takes 128 registers per thread (128x256 on
+    8 warps, 128x128 on 4), whole-tile per-channel vectors push the epilogue
+    into spills on sm_90. Under the interpreter always, so the CPU tests run the
+    split path; the whole-tile path is the same code without the split.
+    """
+    if args["BLOCK_N"] < 2:
+        return False
+    if interpreting():
+        return True
+    return args["BLOCK_M"] * args["BLOCK_N"] >= 128 * 32 * args.get("num_warps", 4)
+
+
 def _fits(cfg: triton.Config, args: dict) -> bool:
     bm, bn, bk = cfg.kwargs["BLOCK_M"], cfg.kwargs["BLOCK_N"], cfg.kwargs["BLOCK_K"]
     itemsize = args["x_ptr"].element_size()

@@ -1,0 +1,173 @@
+"""Ahead-of-time compile of the conv kernel for Hopper (sm_90), with no GPU needed.
+
+Builds the kernel's real arguments for a ResNet-50 layer with the backend's own
+`kernel_args`, specialises them the way a JIT launch does (ints equal to 1
+become constants; pointers and multiples of 16 get the 16-byte divisibility
+hint; channels_last gives channel stride 1, a constant), compiles for
+sm_90 and reads what came out: wgmma in the PTX, shared memory, and from the
+SASS (Triton's own cuobjdump) the registers and the register spills.
+
+Must run with TRITON_INTERPRET unset: the interpreter replaces @triton.jit
+functions with Python ones that cannot be compiled.
+
+    python -m resnet_kernels.triton.aot [--layers resnet50.conv1,...] [--dtype bfloat16] [--preactivation]
+
+prints, for every Hopper autotune candidate and layer, what the compiler made
+of it: a cheap check of a tile or kernel change before any GPU sees it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import tempfile
+
+SM90_SHARED_MEMORY = 227 * 1024
+
+
+def specialise(fn, args: dict, constants: dict):
+    """signature, constexprs and attrs as a JIT launch of `fn` with `args` would produce them."""
+    import torch
+
+    pointer = {torch.float16: "*fp16", torch.bfloat16: "*bf16", torch.float32: "*fp32"}
+    divisible = [["tt.divisibility", 16]]
+    signature, constexprs, attrs = {}, dict(constants), {}
+    for i, (name, param) in enumerate(zip(fn.arg_names, fn.params)):
+        value = args.get(name, constants.get(name))
+        if isinstance(value, torch.Tensor):
+            signature[name] = pointer[value.dtype]
+            if value.data_ptr() % 16 == 0:
+                attrs[(i,)] = divisible
+        elif param.is_constexpr or value == 1:
+            signature[name], constexprs[name] = "constexpr", value
+        else:
+            signature[name] = "i32" if -(2**31) <= value < 2**31 else "i64"
+            if value % 16 == 0:
+                attrs[(i,)] = divisible
+    return signature, constexprs, attrs
+
+
+def layer_call(layer_name: str, dtype: str, preactivation: bool, batch: int = 1) -> tuple:
+    """The op's arguments for `layer_name` (a distinct ResNet-50 layer), channels_last, BN folded,
+    as a ResNet calls it (with a BN+ReLU prologue on the input for pre-activation)."""
+    import torch
+
+    from ..layer_shapes import distinct_layers
+
+    layers = {lay.name: lay for lay in distinct_layers(["resnet50"])}
+    if layer_name not in layers:
+        raise ValueError(f"layer must be one of {sorted(layers)}, got {layer_name!r}")
+    layer = layers[layer_name]
+    dt = getattr(torch, dtype)
+    cl = torch.channels_last
+    x = torch.randn(batch, layer.C, layer.H, layer.W, dtype=dt).contiguous(memory_format=cl)
+    w = torch.randn(layer.K, layer.C // layer.groups, layer.R, layer.S, dtype=dt)
+    res = None
+    if layer.has_residual:
+        res = torch.randn(batch, layer.K, layer.P, layer.Q, dtype=dt).contiguous(memory_format=cl)
+    conv = ((layer.stride,) * 2, (layer.padding,) * 2, (1, 1), layer.groups)
+    pre = (torch.ones(layer.C), torch.zeros(layer.C)) if preactivation else (None, None)
+    return (x, w, torch.ones(layer.K), torch.zeros(layer.K), res, *conv, layer.relu, *pre, 1)
+
+
+def cuobjdump() -> str | None:
+    """The cuobjdump Triton ships with its NVIDIA backend, if this install has it."""
+    import triton
+
+    path = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
+    return path if os.access(path, os.X_OK) else None
+
+
+def sass_facts(cubin: bytes) -> dict:
+    """registers per thread and local-memory stores (register spills) of a one-kernel cubin;
+    both None without cuobjdump."""
+    tool = cuobjdump()
+    if tool is None:
+        return {"registers": None, "local_stores": None}
+    with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
+        f.write(cubin)
+        f.flush()
+        sass = subprocess.run([tool, "-sass", f.name], capture_output=True, text=True, check=True).stdout
+        usage = subprocess.run([tool, "-res-usage", f.name], capture_output=True, text=True, check=True).stdout
+    registers = re.search(r"REG:(\d+)", usage)
+    # an instruction line: /*0130*/  [@P0 ]STL[.64] [R1+0x84], R18 ;
+    stores = re.findall(r"^\s*/\*[0-9a-f]+\*/\s+(?:@!?U?P\w+\s+)?STL\b", sass, re.M)
+    return {"registers": int(registers.group(1)) if registers else None, "local_stores": len(stores)}
+
+
+def _sm90(jit_fn, args: dict, constants: dict, warps: int, stages: int):
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    signature, constexprs, attrs = specialise(jit_fn, args, constants)
+    return triton.compile(
+        ASTSource(jit_fn, signature, constexprs, attrs),
+        target=GPUTarget("cuda", 90, 32),
+        options={"num_warps": warps, "num_stages": stages},
+    )
+
+
+def compile_layer(layer: str, dtype: str, preactivation: bool, spec: tuple, split_k: int = 1) -> dict:
+    """Compile the conv kernel (and with split_k > 1 its reduce kernel) for one layer and one
+    (BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages); returns facts about the result."""
+    from .conv import _EPILOGUE_ARGS, kernel_args
+    from .conv_kernel import conv_bn_act_kernel, splitk_epilogue_kernel
+    from .tuning import epilogue_halves, flat_k
+
+    bm, bn, bk, warps, stages = spec
+    args, groups = kernel_args(*layer_call(layer, dtype, preactivation), None, split_k)
+    tiles = {"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk}
+    # The values of the kernel's triton.heuristics, as a launch computes them.
+    tiles["FLAT_K"] = flat_k({**args, **tiles})
+    tiles["SPLIT"] = split_k > 1
+    tiles["EPILOGUE_HALVES"] = epilogue_halves({**tiles, "num_warps": warps})
+    kernel = _sm90(conv_bn_act_kernel.fn.fn, args, tiles, warps, stages)  # autotune -> heuristics -> JIT
+    facts = {
+        "wgmma": "wgmma.mma_async" in kernel.asm["ptx"],
+        "shared": kernel.metadata.shared,
+        "flat_k": tiles["FLAT_K"],
+        "is_gemm": args["IS_GEMM"],
+        "halves": tiles["EPILOGUE_HALVES"],
+        **sass_facts(kernel.asm["cubin"]),
+    }
+    if split_k > 1:
+        channels = groups * args["K"]
+        reduce_args = {n: args[n] for n in _EPILOGUE_ARGS}
+        reduce_args.update(KT=channels, ws_split_stride=args["M"] * channels)
+        reduce_tiles = {"BLOCK_M": 64, "BLOCK_N": 64}
+        reduce_tiles["EPILOGUE_HALVES"] = epilogue_halves({**reduce_tiles, "num_warps": 4})
+        reduce = _sm90(splitk_epilogue_kernel, reduce_args, reduce_tiles, 4, 1)
+        facts["reduce_stores"] = "st.global" in reduce.asm["ptx"]
+    return facts
+
+
+def main(argv=None) -> None:
+    from ..layer_shapes import distinct_layers
+    from .tuning import _HOPPER
+
+    parser = argparse.ArgumentParser(prog="python -m resnet_kernels.triton.aot", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--layers", help="comma-separated ResNet-50 layer names (default: all distinct ones)")
+    parser.add_argument("--dtype", default="float16", choices=["float16", "bfloat16", "float32"])
+    parser.add_argument("--preactivation", action="store_true", help="with the BN+ReLU input prologue")
+    opts = parser.parse_args(argv)
+    if os.environ.get("TRITON_INTERPRET", "0") == "1":
+        parser.error("unset TRITON_INTERPRET: the interpreter's kernels cannot be compiled")
+    layers = opts.layers.split(",") if opts.layers else [lay.name for lay in distinct_layers(["resnet50"])]
+    print(f"{'layer':32} {'BMxBNxBK/warps/stages':22} {'smem KB':>7} {'regs':>4} {'spills':>6} halves wgmma")
+    for layer in layers:
+        for spec in _HOPPER:
+            try:
+                f = compile_layer(layer, opts.dtype, opts.preactivation, spec)
+            except Exception as err:  # a compile failure is a finding, not the end of the audit
+                print(f"{layer:32} {str(spec):22} failed: {str(err).splitlines()[0][:80]}")
+                continue
+            tile = "{}x{}x{}/{}/{}".format(*spec)
+            print(f"{layer:32} {tile:22} {f['shared'] / 1024:7.0f} {f['registers']!s:>4} {f['local_stores']!s:>6} "
+                  f"{f['halves']!s:6} {f['wgmma']}")
+
+
+if __name__ == "__main__":
+    main()
