@@ -229,8 +229,11 @@ def conv_bn_act_kernel(
     x_base = x_ptr + group * C * sxc
     w_base = w_ptr + group * (R * S * C * K)
     ch_base = group * C
-    ih0 = p * stride_h - pad_h  # top-left input tap of each output pixel
-    iw0 = q * stride_w - pad_w
+    # Top-left input tap of each output pixel. int32 (|value| < 2^31 for any image
+    # that fits in memory) so the padding checks are 32-bit compares; products
+    # with strides are taken in int64.
+    ih0 = (p * stride_h - pad_h).to(tl.int32)
+    iw0 = (q * stride_w - pad_w).to(tl.int32)
     img_rows = img * sxn
 
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
@@ -245,7 +248,7 @@ def conv_bn_act_kernel(
             ih = ih0[:, None] + (tap // S * dil_h)[None, :]
             iw = iw0[:, None] + (tap % S * dil_w)[None, :]
             valid = mask_m[:, None] & mask_k[None, :] & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
-            a_offs = img_rows[:, None] + ih * sxh + iw * sxw + (c.to(tl.int64) * sxc)[None, :]
+            a_offs = img_rows[:, None] + ih.to(tl.int64) * sxh + iw.to(tl.int64) * sxw + (c.to(tl.int64) * sxc)[None, :]
             a = tl.load(x_base + a_offs, mask=valid, other=0.0)
             if has_pre:
                 a = _prologue(a, ch_base + c, mask_k, valid, in_scale_ptr, in_shift_ptr, HAS_IN_SCALE, HAS_IN_SHIFT)
@@ -256,31 +259,49 @@ def conv_bn_act_kernel(
             acc = tl.dot(a, b, acc, input_precision=DOT_PRECISION)
     else:
         # One flat loop over (tap, channel slice) pipelines better than two nested loops.
+        # The position (r, s, c0) is stepped from iteration to iteration, not
+        # decoded from `it`: three integer divisions per iteration were a fifth
+        # of the loop's instructions on sm_90 (see benchmarks/NOTES.md).
         c_steps = tl.cdiv(C, BLOCK_K)
         it_lo, it_hi = _split_range(R * S * c_steps, SPLIT_K)
+        tap = it_lo // c_steps  # where this split starts, decoded once
+        c0 = (it_lo - tap * c_steps) * BLOCK_K
+        r = tap // S
+        s = tap - r * S
+        if not IS_GEMM:
+            # Each pixel's top-left tap (int64), plus a per-iteration scalar tap offset.
+            pix = img_rows + ih0.to(tl.int64) * sxh + iw0.to(tl.int64) * sxw
         for it in range(it_lo, it_hi):
-            tap = it // c_steps
-            offs_c = (it - tap * c_steps) * BLOCK_K + tl.arange(0, BLOCK_K)
-            mask_c = offs_c < C
+            # No channel mask: this path runs only when BLOCK_K divides C (tuning.flat_k).
+            offs_c = c0 + tl.arange(0, BLOCK_K)
             if IS_GEMM:
                 rows = offs_m * sxw  # x[img, :, p, q] at m*sxw: rows are dense
                 ok = mask_m
             else:
-                ih = ih0 + tap // S * dil_h
-                iw = iw0 + tap % S * dil_w
-                rows = img_rows + ih * sxh + iw * sxw
+                dh = r * dil_h
+                dw = s * dil_w
+                ih = ih0 + dh
+                iw = iw0 + dw
+                rows = pix + (dh.to(tl.int64) * sxh + dw.to(tl.int64) * sxw)
                 ok = mask_m & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
-            valid = ok[:, None] & mask_c[None, :]
-            a = tl.load(x_base + rows[:, None] + (offs_c.to(tl.int64) * sxc)[None, :], mask=valid, other=0.0)
+            a = tl.load(x_base + rows[:, None] + (offs_c.to(tl.int64) * sxc)[None, :], mask=ok[:, None], other=0.0)
             if has_pre:
-                a = _prologue(a, ch_base + offs_c, mask_c, valid, in_scale_ptr, in_shift_ptr, HAS_IN_SCALE,
-                              HAS_IN_SHIFT)
-            kk = tap * C + offs_c
-            b = tl.load(w_base + kk[:, None] * K + offs_n[None, :], mask=mask_c[:, None] & mask_n[None, :], other=0.0)
+                a = _prologue(a, ch_base + offs_c, offs_c < C, ok[:, None], in_scale_ptr, in_shift_ptr,
+                              HAS_IN_SCALE, HAS_IN_SHIFT)
+            kk = (r * S + s) * C + offs_c
+            b = tl.load(w_base + kk[:, None] * K + offs_n[None, :], mask=mask_n[None, :], other=0.0)
             if UPCAST:
                 a = a.to(tl.float32)
                 b = b.to(tl.float32)
             acc = tl.dot(a, b, acc, input_precision=DOT_PRECISION)
+            # Next position: the next channel slice, or the first slice of the next tap.
+            c0 += BLOCK_K
+            next_tap = c0 >= C
+            c0 = tl.where(next_tap, 0, c0)
+            s = tl.where(next_tap, s + 1, s)
+            next_row = s == S
+            s = tl.where(next_row, 0, s)
+            r = tl.where(next_row, r + 1, r)
 
     k0 = group * K + pid_n * BLOCK_N  # global output channel of the tile's first column (int64)
     k_out = k0 + tl.arange(0, BLOCK_N)
