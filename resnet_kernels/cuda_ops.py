@@ -53,11 +53,11 @@ class CudaPlan(NamedTuple):
     ConvPlan in csrc/kernels/launch.h)."""
 
     kernel: str  # 'direct', 'mma' (mma.sync implicit GEMM) or 'wgmma'
-    tile_m: int  # CTA tile of the tensor-core kernel (0 for 'direct')
-    tile_n: int
+    tile_m: int  # CTA tile of the tensor-core kernel (0 for 'direct'): mma 64x64 or 128x128,
+    tile_n: int  # wgmma 128x64, 128x128 or 128x256 (RESNET_KERNELS_CUDA_KERNEL=wgmma_n64/_n128/_n256)
     split: int  # k splits of the mma kernel (split-K); 1 = none
     workspace_bytes: int  # fp32 partials the op allocates per call (split * M * K * 4, or 0)
-    vector_output: bool  # 16-byte output stores
+    vector_output: bool  # 16-byte output stores (staged epilogue of mma or wgmma, or the split-K reduce)
     vector_residual: bool  # 16-byte residual loads
 
 

@@ -2,16 +2,19 @@
 the float64 reference, and its selection by RESNET_KERNELS_CUDA_KERNEL (GPU only).
 
 The variable is read by the C++ launcher on every call, so each test sets it
-with monkeypatch. "wgmma_n128" / "wgmma_n256" force the kernel and its tile on
-every call the tensor-core path takes, which is how the numeric tests reach it
-on any shape (the "wgmma" heuristic keeps small and narrow calls on the mma.sync
-kernel). Every numeric test also checks, through the profiler's kernel names,
+with monkeypatch. "wgmma_n64" / "wgmma_n128" / "wgmma_n256" force the kernel and
+its tile on every call the tensor-core path takes, which is how the numeric tests
+reach it on any shape (the "wgmma" heuristic keeps small and memory-bound calls on
+the mma.sync kernel). Every numeric test also checks, through the profiler's kernel names,
 that the wgmma kernel with the requested tile is what ran: a build without
 sm_90a code, or a selection bug, fails here instead of silently testing the
 mma.sync kernel again.
 
 Outputs land in NaN-poisoned memory (helpers.into_poisoned_memory), so an
-element the kernel forgets to write fails the test.
+element the kernel forgets to write fails the test. The kernel has the mma.sync
+kernel's two epilogues (staged 16-byte stores where 8 | K/groups and the pointers
+allow, else paired 32-bit stores); conv_plan reports which one a call takes, and
+test_epilogue_paths asserts both as well as the result.
 """
 
 import re
@@ -31,12 +34,12 @@ from helpers import (
     rel_error,
 )
 
-from resnet_kernels import cuda_ops  # noqa: F401  (loads the extension, registers the fake)
+from resnet_kernels import cuda_ops  # loads the extension, registers the fake
 from resnet_kernels.layer_shapes import distinct_layers
 
 ENV = "RESNET_KERNELS_CUDA_KERNEL"
 DTYPES = [torch.float16, torch.bfloat16]
-TILES = {"wgmma_n128": 128, "wgmma_n256": 256}  # value -> BN of the tile it forces
+TILES = {"wgmma_n64": 64, "wgmma_n128": 128, "wgmma_n256": 256}  # value -> BN of the tile it forces
 CL = torch.channels_last
 
 IS_SM90 = HAS_CUDA and torch.cuda.get_device_capability() == (9, 0)
@@ -95,8 +98,10 @@ SHAPES = {
     "tails_k200": (3, 72, 9, 9, 200, 3, 3, 1, 1, 1, 1),
     # 2 groups of 136 output channels: group offsets in A, B and y; N tail inside each group
     "groups2_kg136": (2, 32, 7, 7, 272, 3, 3, 2, 1, 1, 2),
-    # K = 48: most of either tile's columns are past K; dilation and stride move the taps
+    # K = 48: most of every tile's columns are past K; dilation and stride move the taps
     "dilation2_k48": (1, 24, 11, 13, 48, 3, 3, 2, 2, 2, 1),
+    # K = 36 (8 does not divide it): the paired 32-bit epilogue; M = 200
+    "k36_paired": (2, 32, 10, 10, 36, 3, 3, 1, 1, 1, 1),
 }
 
 
@@ -138,6 +143,63 @@ def test_option_a_residual(res_channels, residual_stride, res_format, dtype, til
     _check(monkeypatch, tile, (x, w, None, None, res, *conv, True, None, None, residual_stride), out)
 
 
+# residual variant -> (vector_output, vector_residual) expected on "tails_k200" (K = 200, 8 | K)
+EPILOGUES = {
+    "nhwc": (True, True),  # dense channels_last residual: 16-byte loads and stores
+    "nchw": (True, False),  # strided residual: scalar loads inside the staged epilogue
+    "channel_slice_8": (True, True),  # a channel slice of a wider NHWC tensor, 16 bytes in: still aligned
+    "channel_slice_1": (True, False),  # ... 2 bytes in: scalar residual loads
+    "option_a_96": (True, True),  # option A, 8 | res_channels: an 8-channel group is wholly in or out
+    "option_a_100": (True, False),  # option A, 8 does not divide res_channels: the scalar rule
+    "misaligned_scale": (False, False),  # scale 4 bytes past a 16-byte boundary: paired stores
+    "no_residual": (True, False),
+}
+
+
+@needs_sm90
+@pytest.mark.parametrize("tile", list(TILES))
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("variant", list(EPILOGUES))
+def test_epilogue_paths(variant, dtype, tile, gen, monkeypatch):
+    """The plan's epilogue flags follow the mma.sync kernel's rule (conv_plan.cu), and each
+    path is right: M, K and k tails (tails_k200), relu, NaN-poisoned output."""
+    x, w, conv, out = _case("tails_k200", dtype, gen)
+    n, k, p, q = out
+    sc, sh = cuda_vector(gen, k, positive=True), cuda_vector(gen, k)
+    res, residual_stride = None, 1
+    if variant == "nhwc":
+        res = cuda_randn(gen, *out, dtype=dtype)
+    elif variant == "nchw":
+        res = cuda_randn(gen, *out, dtype=dtype, memory_format=torch.contiguous_format)
+    elif variant.startswith("channel_slice"):
+        offset = int(variant.rsplit("_", 1)[1])
+        res = cuda_randn(gen, n, k + 8, p, q, dtype=dtype)[:, offset:offset + k]
+    elif variant.startswith("option_a"):
+        residual_stride = 2
+        res = cuda_randn(gen, n, int(variant.rsplit("_", 1)[1]), 2 * p - 1, 2 * q - 1, dtype=dtype)
+    elif variant == "misaligned_scale":
+        sc = cuda_vector(gen, k + 1, positive=True)[1:]
+        res = cuda_randn(gen, *out, dtype=dtype)
+    args = (x, w, sc, sh, res, *conv, True, None, None, residual_stride)
+    monkeypatch.setenv(ENV, tile)
+    plan = cuda_ops.conv_plan(*args)
+    assert (plan.kernel, plan.tile_m, plan.tile_n, plan.split) == ("wgmma", 128, TILES[tile], 1), plan
+    assert (plan.vector_output, plan.vector_residual) == EPILOGUES[variant], plan
+    _check(monkeypatch, tile, args, out)
+
+
+@needs_sm90
+@pytest.mark.parametrize("tile", list(TILES))
+def test_paired_path_where_8_does_not_divide_kg(tile, gen, monkeypatch):
+    x, w, conv, out = _case("k36_paired", torch.float16, gen)
+    args = (x, w, cuda_vector(gen, out[1], positive=True), cuda_vector(gen, out[1]),
+            cuda_randn(gen, *out, dtype=torch.float16), *conv, True, None, None, 1)
+    monkeypatch.setenv(ENV, tile)
+    plan = cuda_ops.conv_plan(*args)
+    assert not plan.vector_output and not plan.vector_residual, plan
+    _check(monkeypatch, tile, args, out)
+
+
 @needs_sm90
 @pytest.mark.parametrize("tile", list(TILES))
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
@@ -167,8 +229,14 @@ def _selection_args(gen, n, c, hw, k, r, stride):
         ("wgmma", (64, 256, 14, 256, 3, 1), "wgmma"),
         # 1x1 64 -> 256 at 8 x 56 x 56: enough CTAs, but 28 FLOP/byte (memory-bound): mma
         ("wgmma", (8, 64, 56, 256, 1, 1), "mma"),
-        # K = 64 (< 128): the mma.sync kernel's 64-wide tile wastes nothing
-        ("wgmma", (8, 64, 56, 64, 3, 1), "mma"),
+        # K = 64: layer1's 3x3 at batch 8, ~280 FLOP/byte, 196 CTAs of 128x64: the 128x64 wgmma tile
+        ("wgmma", (8, 64, 56, 64, 3, 1), "wgmma"),
+        # K = 64 but a 1x1 256 -> 64 (51 FLOP/byte, memory-bound): mma
+        ("wgmma", (8, 256, 56, 64, 1, 1), "mma"),
+        # K = 96: between the 128x64 and the 128x128 tiles, left on mma
+        ("wgmma", (64, 96, 14, 96, 3, 1), "mma"),
+        # K = 64 at batch 1 on 56x56: compute-bound (~260 FLOP/byte) but 25 CTAs of 128x64, fewer than the SMs
+        ("wgmma", (1, 64, 56, 64, 3, 1), "mma"),
         # batch 1, 7x7 map, K = 512: 4 CTAs of 128x128, far fewer than the SMs
         ("wgmma", (1, 512, 7, 512, 3, 1), "mma"),
         # the default, and "mma", never run wgmma
@@ -187,6 +255,11 @@ def test_kernel_selection(value, shape, expect, gen, monkeypatch):
     wgmma = any("wgmma_conv_kernel" in k for k in kernels)
     mma = any("implicit_gemm_kernel" in k for k in kernels)
     assert (wgmma, mma) == (expect == "wgmma", expect == "mma"), kernels
+    if expect == "wgmma":  # the tile the plan names is the one that ran
+        plan = cuda_ops.conv_plan(*args)
+        assert plan.kernel == "wgmma" and _wgmma_ran(kernels, plan.tile_n), (plan, kernels)
+        if args[1].shape[0] <= 64:
+            assert plan.tile_n == 64, plan
     assert rel_error(y, oracle(*args)) <= REL_TOL[torch.float16]
 
 

@@ -68,7 +68,8 @@ std::atomic<int> sm_count_cache[kMaxDevices];  // 0 = not queried yet
 bool aligned(const void* ptr, uintptr_t bytes) { return reinterpret_cast<uintptr_t>(ptr) % bytes == 0; }
 
 // 16-byte output stores of 8 channels: 8 | channels (Kg for the staged
-// epilogue, whose 8-channel groups must not cross a group or the Kg tail; K
+// epilogue of either GEMM kernel, mma.sync or wgmma, whose 8-channel groups
+// must not cross a group or the Kg tail; K
 // for the split-K reduce), y and the per-channel vectors 16-byte aligned
 // (float4 loads of scale/shift at k % 8 == 0).
 bool vector_output_ok(const ConvParams& p, int channels) {
@@ -82,6 +83,23 @@ bool vector_output_ok(const ConvParams& p, int channels) {
 bool vector_residual_ok(const ConvParams& p) {
   return p.residual != nullptr && p.res_stride_c == 1 && p.res_stride_n % 8 == 0 && p.res_stride_h % 8 == 0 &&
          p.res_stride_w % 8 == 0 && aligned(p.residual, 16) && p.res_channels % 8 == 0;
+}
+
+// CTA tile of a wgmma kernel choice; false for anything else.
+bool wgmma_tile_shape(KernelChoice kernel, int* bm, int* bn) {
+  switch (kernel) {
+    case KernelChoice::kWgmmaN64:
+      *bm = WgmmaTileN64::BM, *bn = WgmmaTileN64::BN;
+      return true;
+    case KernelChoice::kWgmmaN128:
+      *bm = WgmmaTileN128::BM, *bn = WgmmaTileN128::BN;
+      return true;
+    case KernelChoice::kWgmmaN256:
+      *bm = WgmmaTileN256::BM, *bn = WgmmaTileN256::BN;
+      return true;
+    default:
+      return false;
+  }
 }
 
 }  // namespace
@@ -131,9 +149,10 @@ cudaError_t plan_conv(const ConvParams& p, int device, int num_sms, int forced_s
 
   const cudaError_t err = select_kernel(p, device, num_sms, &plan->kernel);
   if (err != cudaSuccess) return err;
-  if (plan->kernel != KernelChoice::kMma) {  // wgmma: no split, its own epilogue
-    plan->tile_m = plan->kernel == KernelChoice::kWgmmaN256 ? WgmmaTileN256::BM : WgmmaTileN128::BM;
-    plan->tile_n = plan->kernel == KernelChoice::kWgmmaN256 ? WgmmaTileN256::BN : WgmmaTileN128::BN;
+  if (plan->kernel != KernelChoice::kMma) {  // wgmma: no split; the same vector-epilogue rule as below
+    if (!wgmma_tile_shape(plan->kernel, &plan->tile_m, &plan->tile_n)) return cudaErrorInvalidValue;
+    plan->vector_output = vector_output_ok(p, p.k_per_group());
+    plan->vector_residual = plan->vector_output && vector_residual_ok(p);
     return cudaSuccess;
   }
 
@@ -166,11 +185,15 @@ cudaError_t plan_conv(const ConvParams& p, int device, int num_sms, int forced_s
 bool plan_fits(const ConvParams& p, const ConvPlan& plan, const void* workspace, size_t workspace_bytes) {
   if (plan.tensor_cores != implicit_gemm_supports(p) || plan.split < 1 || plan.split > kMaxSplit) return false;
   if (!plan.tensor_cores) return plan.split == 1;
-  if (plan.kernel != KernelChoice::kMma)
-    return plan.split == 1 && (plan.kernel == KernelChoice::kWgmmaN128 || plan.kernel == KernelChoice::kWgmmaN256);
-  const bool small = plan.tile_m == SmallTile::BM && plan.tile_n == SmallTile::BN;
-  const bool large = plan.tile_m == LargeTile::BM && plan.tile_n == LargeTile::BN;
-  if (!small && !large) return false;
+  if (plan.kernel != KernelChoice::kMma) {  // a wgmma tile with its own shape, never split
+    int bm = 0, bn = 0;
+    if (!wgmma_tile_shape(plan.kernel, &bm, &bn) || plan.tile_m != bm || plan.tile_n != bn || plan.split != 1)
+      return false;
+  } else {
+    const bool small = plan.tile_m == SmallTile::BM && plan.tile_n == SmallTile::BN;
+    const bool large = plan.tile_m == LargeTile::BM && plan.tile_n == LargeTile::BN;
+    if (!small && !large) return false;
+  }
   if (plan.vector_output && !vector_output_ok(p, plan.split > 1 ? p.K : p.k_per_group())) return false;
   if (plan.vector_residual && !(plan.vector_output && vector_residual_ok(p))) return false;
   if (plan.split == 1) return true;

@@ -84,6 +84,47 @@ __device__ __forceinline__ void epilogue8(const ConvParams& p, float (&v)[8], in
   residual_relu8<T>(p, v, k, res_pixel, vector_residual);
 }
 
+// Scale and shift of the 8 channels k..k+7 (8 | k, both vectors 16-byte
+// aligned: host-checked), loaded once for a thread that finishes the same
+// channels of many pixels (wgmma_conv.cuh's staged epilogue). An absent vector
+// leaves its entries unset: epilogue8 below skips it, as epilogue<T> does.
+struct ChannelAffine8 {
+  float scale[8], shift[8];
+};
+
+__device__ __forceinline__ ChannelAffine8 load_affine8(const ConvParams& p, int k) {
+  ChannelAffine8 a;
+  if (p.scale) {
+    const float4 s0 = __ldg(reinterpret_cast<const float4*>(p.scale + k));
+    const float4 s1 = __ldg(reinterpret_cast<const float4*>(p.scale + k + 4));
+    a.scale[0] = s0.x, a.scale[1] = s0.y, a.scale[2] = s0.z, a.scale[3] = s0.w;
+    a.scale[4] = s1.x, a.scale[5] = s1.y, a.scale[6] = s1.z, a.scale[7] = s1.w;
+  }
+  if (p.shift) {
+    const float4 b0 = __ldg(reinterpret_cast<const float4*>(p.shift + k));
+    const float4 b1 = __ldg(reinterpret_cast<const float4*>(p.shift + k + 4));
+    a.shift[0] = b0.x, a.shift[1] = b0.y, a.shift[2] = b0.z, a.shift[3] = b0.w;
+    a.shift[4] = b1.x, a.shift[5] = b1.y, a.shift[6] = b1.z, a.shift[7] = b1.w;
+  }
+  return a;
+}
+
+// epilogue8 with the scale and shift already loaded (load_affine8(p, k)):
+// the same operations in the same order, so the same results.
+template <typename T>
+__device__ __forceinline__ void epilogue8(const ConvParams& p, float (&v)[8], int k, int64_t res_pixel,
+                                          bool vector_residual, const ChannelAffine8& a) {
+  if (p.scale) {
+#pragma unroll
+    for (int j = 0; j < 8; ++j) v[j] *= a.scale[j];
+  }
+  if (p.shift) {
+#pragma unroll
+    for (int j = 0; j < 8; ++j) v[j] += a.shift[j];
+  }
+  residual_relu8<T>(p, v, k, res_pixel, vector_residual);
+}
+
 // Eight values rounded to T, as one 16-byte vector (element j at byte 2j).
 template <typename T>
 __device__ __forceinline__ uint4 pack8(const float (&v)[8]) {

@@ -24,15 +24,16 @@ bool implicit_gemm_supports(const ConvParams& p);
 //   unset, "" or "mma"  the mma.sync kernel. The default, until the wgmma
 //                       kernel has passed its tests on a GPU.
 //   "wgmma"             the wgmma kernel where wgmma_available() and it pays
-//                       (compute-bound call, K/groups >= 128, its 128x128 grid
-//                       fills the SMs; tile 128x128 or 128x256 by a wave-count
-//                       estimate: select_kernel in wgmma_select.cu), else the
-//                       mma.sync kernel.
-//   "wgmma_n128", "wgmma_n256"  the wgmma kernel with that tile on every call
-//                       the tensor-core path takes (tests, benchmarks); an
-//                       error where wgmma is not available.
+//                       (compute-bound call whose grid fills the SMs; tile
+//                       128x64 for K/groups <= 64, 128x128 or 128x256 by a
+//                       wave-count estimate for K/groups >= 128:
+//                       select_kernel in wgmma_select.cu), else the mma.sync kernel.
+//   "wgmma_n64", "wgmma_n128", "wgmma_n256"  the wgmma kernel with that tile
+//                       (128x64, 128x128, 128x256) on every call the
+//                       tensor-core path takes (tests, benchmarks); an error
+//                       where wgmma is not available.
 // Calls that implicit_gemm_supports rejects go to the direct kernel whatever the value.
-enum class KernelChoice { kMma, kWgmma, kWgmmaN128, kWgmmaN256, kInvalid };
+enum class KernelChoice { kMma, kWgmma, kWgmmaN64, kWgmmaN128, kWgmmaN256, kInvalid };
 
 // The parsed variable; kInvalid for an unknown value.
 KernelChoice kernel_choice();
@@ -46,14 +47,18 @@ const char* kernel_choice_error(int device);
 // cached per device after the first query, which launches nothing.
 bool wgmma_available(int device);
 
-// The kernel for a call implicit_gemm_supports accepts: kMma, kWgmmaN128 or
-// kWgmmaN256 in *kernel. cudaErrorInvalidValue when kernel_choice_error(device) != nullptr.
+// The kernel for a call implicit_gemm_supports accepts: kMma, kWgmmaN64,
+// kWgmmaN128 or kWgmmaN256 in *kernel. cudaErrorInvalidValue when kernel_choice_error(device) != nullptr.
 cudaError_t select_kernel(const ConvParams& p, int device, int num_sms, KernelChoice* kernel);
 
-// wgmma kernel with tile kWgmmaN128 or kWgmmaN256; requires implicit_gemm_supports
-// and wgmma_available (else the kernel traps).
+struct ConvPlan;
+
+// wgmma kernel of a wgmma plan (plan.kernel kWgmmaN64/N128/N256, its
+// vector_output / vector_residual epilogue; launch_conv_bn_act checks the
+// plan first); cudaErrorInvalidDeviceFunction where wgmma is not available
+// (its kernels would trap).
 template <typename T>
-cudaError_t launch_wgmma_conv(const ConvParams& p, KernelChoice tile, cudaStream_t stream);
+cudaError_t launch_wgmma_conv(const ConvParams& p, const ConvPlan& plan, cudaStream_t stream);
 
 // Direct convolution, one thread per output element: any shape, slow.
 template <typename T>
@@ -73,11 +78,11 @@ cudaError_t launch_direct_conv(const ConvParams& p, cudaStream_t stream);
 
 struct ConvPlan {
   bool tensor_cores;       // false: the direct kernel (split 1, no workspace)
-  KernelChoice kernel;     // tensor_cores: kMma, kWgmmaN128 or kWgmmaN256 (select_kernel)
+  KernelChoice kernel;     // tensor_cores: kMma, kWgmmaN64, kWgmmaN128 or kWgmmaN256 (select_kernel)
   int tile_m, tile_n;      // CTA tile of that kernel (0 for the direct kernel)
   int split;               // k splits (grid.z) of the mma.sync kernel; 1 = none (always 1 for the others)
   size_t workspace_bytes;  // split > 1: split * M * K * sizeof(float); else 0
-  bool vector_output;      // mma.sync: 16-byte output stores (staged epilogue, or the split-K reduce)
+  bool vector_output;      // 16-byte output stores (staged epilogue of either GEMM kernel, or the split-K reduce)
   bool vector_residual;    // ... and 16-byte residual loads
 };
 

@@ -115,6 +115,22 @@ __device__ __forceinline__ void fence_operands(float (&v)[N]) {
 // 8-column block j (0 .. N/8-1),
 //   d[4j + 0], d[4j + 1]: row 16w + l/4,     columns 8j + 2(l%4) + {0, 1}
 //   d[4j + 2], d[4j + 3]: row 16w + l/4 + 8, the same columns.
+// m64n64k16: 32 accumulators per thread; operands %0-%31 = d, %32 = desc_a, %33 = desc_b,
+// %34 = scale_d (turned into the predicate p).
+#define RESNET_KERNELS_WGMMA_M64N64K16(TYPE) \
+  asm volatile( \
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n" \
+      "wgmma.mma_async.sync.aligned.m64n64k16.f32." TYPE "." TYPE " {" \
+      "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, " \
+      "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31" \
+      "}, %32, %33, p, 1, 1, 0, 0;\n}\n" \
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), \
+        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), \
+        "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), \
+        "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]) \
+      : "l"(desc_a), "l"(desc_b), "r"(scale_d) \
+      : "memory")
+
 // m64n128k16: 64 accumulators per thread; operands %0-%63 = d, %64 = desc_a, %65 = desc_b,
 // %66 = scale_d (turned into the predicate p).
 #define RESNET_KERNELS_WGMMA_M64N128K16(TYPE) \
@@ -175,6 +191,18 @@ template <typename T, int N>
 struct Wgmma;
 
 template <>
+struct Wgmma<__half, 64> {
+  static __device__ __forceinline__ void mma(float (&d)[32], uint64_t desc_a, uint64_t desc_b, int scale_d) {
+    RESNET_KERNELS_WGMMA_M64N64K16("f16");
+  }
+};
+template <>
+struct Wgmma<__nv_bfloat16, 64> {
+  static __device__ __forceinline__ void mma(float (&d)[32], uint64_t desc_a, uint64_t desc_b, int scale_d) {
+    RESNET_KERNELS_WGMMA_M64N64K16("bf16");
+  }
+};
+template <>
 struct Wgmma<__half, 128> {
   static __device__ __forceinline__ void mma(float (&d)[64], uint64_t desc_a, uint64_t desc_b, int scale_d) {
     RESNET_KERNELS_WGMMA_M64N128K16("f16");
@@ -199,6 +227,7 @@ struct Wgmma<__nv_bfloat16, 256> {
   }
 };
 
+#undef RESNET_KERNELS_WGMMA_M64N64K16
 #undef RESNET_KERNELS_WGMMA_M64N128K16
 #undef RESNET_KERNELS_WGMMA_M64N256K16
 

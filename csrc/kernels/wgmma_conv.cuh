@@ -15,8 +15,9 @@
 //   memory through matrix descriptors (no ldmatrix, no per-warp fragments), fp32
 //   accumulators in registers, asynchronous: a warpgroup keeps one k tile's
 //   wgmmas in flight while it waits for and issues the copies of the next ones.
-// - CTA tile BM = 128 x BN (128 or 256), BK = 64; 256 threads = 2 warpgroups,
-//   warpgroup g owns rows 64g .. 64g+63 of the tile and all BN columns.
+// - CTA tile BM = 128 x BN (64, 128 or 256: wgmma_config.h), BK = 64; 256
+//   threads = 2 warpgroups, warpgroup g owns rows 64g .. 64g+63 of the tile
+//   and all BN columns.
 // - Shared tiles are [rows][64] in the 128-byte swizzle wgmma reads (derivation
 //   in ptx_sm90.cuh): element (row, k) at byte
 //       row * 128 + (((k / 8) ^ (row % 8)) * 16) + (k % 8) * 2,
@@ -24,6 +25,13 @@
 //   one row, so the gather of the mma.sync kernel carries over with only the
 //   destination address changed. The same XOR makes the copies conflict-free:
 //   the 8 threads writing one row's 8 chunks cover all 32 banks.
+// - Two epilogues, chosen per launch by WgmmaOutput (from ConvPlan, uniform
+//   over the grid), as in the mma.sync kernel (no split-K here):
+//     vector  the fp32 tile is staged through the (then idle) ring and each
+//             thread finishes 8 consecutive channels of one pixel per round:
+//             16-byte residual loads where allowed, 16-byte output stores;
+//     paired  straight from the accumulator fragment, 32-bit stores (any
+//             2 | Kg, any alignment implicit_gemm_supports accepts).
 //
 // Compiled for sm_90a only: elsewhere (sm_80, plain sm_90) the kernel body is
 // __trap(), so an image without wgmma can never silently produce garbage, and
@@ -60,10 +68,30 @@ __device__ __forceinline__ uint32_t sw128_offset(int row, int chunk) {
 // never pass for the sm_90a one, whatever else is added to this file.
 constexpr int kProbeSharedInts = 1024;
 
+// Element offset of (row, col) in the BM x BN fp32 staging tile of the vector
+// epilogue (the layout of implicit_gemm.cuh's staging_offset). Rows are BN
+// floats (256, 512 or 1024 bytes: every row starts on bank 0); the 16-byte
+// chunk index col/4 is XOR-ed with 2*(row%4). The XOR touches bits 1-2 of the
+// chunk index only, so the two chunks of an aligned 8-column group stay
+// adjacent (2i, 2i+1 -> 2(i^x), 2(i^x)+1) and inside the row's aligned group
+// of 8 chunks (128 bytes). Why it is conflict-free: at the two uses below.
+template <int BN>
+__device__ __forceinline__ int staging_offset(int row, int col) {
+  static_assert(BN % 32 == 0, "rows start on bank 0 and hold whole 8-chunk groups");
+  return row * BN + (((col >> 2) ^ ((row & 3) << 1)) << 2) + (col & 3);
+}
+
 }  // namespace wgmma_detail
 
+// Which epilogue a launch runs (one value for the whole grid; from ConvPlan).
+struct WgmmaOutput {
+  bool vector;           // staged epilogue with 16-byte stores (else paired 32-bit stores)
+  bool vector_residual;  // vector: 16-byte residual loads
+};
+
 template <typename T, typename Cfg>
-__global__ void __launch_bounds__(Cfg::THREADS, 1) wgmma_conv_kernel(const ConvParams p) {
+__global__ void __launch_bounds__(Cfg::THREADS, Cfg::MIN_BLOCKS)
+    wgmma_conv_kernel(const ConvParams p, const WgmmaOutput out) {
 #if RESNET_KERNELS_SM90A
   constexpr int BM = Cfg::BM, BN = Cfg::BN, BK = Cfg::BK, STAGES = Cfg::STAGES;
   constexpr int ROW_BYTES = BK * 2;  // 128: one swizzled line per tile row
@@ -254,17 +282,91 @@ __global__ void __launch_bounds__(Cfg::THREADS, 1) wgmma_conv_kernel(const ConvP
   ptx::wgmma_wait_group<0>();
   ptx::fence_operands(acc);  // the epilogue's reads of acc stay after the wait
 
-  // ---- Epilogue straight from the accumulators (see ptx_sm90.cuh for the
-  // fragment): warp w of the warpgroup, lane l holds rows 16w + l/4 (+8) of
-  // its 64 and, per 8-column block j, columns 8j + 2(l%4) and +1: d[4j + 2h]
-  // and d[4j + 2h + 1] for row half h. The column pair is one 32-bit store
-  // (Kg even, so n + 1 < Kg whenever n < Kg); NHWC y is the row-major M x K
-  // matrix, row m at y + m*K.
+  // Accumulator fragment (ptx_sm90.cuh): warp w of the warpgroup, lane l holds
+  // rows 16w + l/4 (+8) of the warpgroup's 64 and, per 8-column block j,
+  // columns 8j + 2(l%4) and +1: d[4j + 2h] and d[4j + 2h + 1] for row half h.
   T* y = static_cast<T*>(p.y);
   const int lane = threadIdx.x % 32, warp_in_wg = (threadIdx.x / 32) % 4;
+  const int frag_row = wg * Cfg::WG_ROWS + warp_in_wg * 16 + lane / 4;  // tile row of d[4j], d[4j + 1]
+
+  if (out.vector) {
+    // ---- Staged epilogue (host: 8 | Kg, y, scale and shift 16-byte aligned;
+    // plan_conv's vector_output, the mma.sync kernel's rule). The ring becomes
+    // a BM x BN fp32 staging tile (32 / 64 / 128 KB for BN = 64 / 128 / 256,
+    // static_assert in WgmmaTile). Each warpgroup has waited for its own
+    // wgmma groups (wait_group 0 above), so its reads of the ring are done;
+    // the barrier extends that to the other warpgroup before any thread
+    // overwrites a slot it may still read. Only empty cp.async groups can be
+    // pending here; wait<0> makes that independent of the loop's bookkeeping.
+    // (Generic stores after completed async-proxy reads: the same order as
+    // the main loop's cp.async refill of a slot, which needs no proxy fence.)
+    ptx::cp_async_wait<0>();
+    __syncthreads();
+    float* staged = reinterpret_cast<float*>(smem);
+    // Fragment -> staging tile, raw fp32 accumulators (scale and shift are
+    // applied in the read phase, once per 8 channels per thread: the same
+    // fp32 operations in the same order as epilogue<T>, so the result is
+    // bit-identical to the paired path's). One 8-byte store per (j, h): a
+    // 64-bit shared access is served per half-warp; lanes 0-15 are rows
+    // r0..r0+3 (r0 = 16w + 8h (+64wg) is a multiple of 4, so x = row % 4 runs
+    // 0..3), each row one aligned 8-column group (chunks 2j, 2j+1, 32 bytes).
+    // Swizzled to chunks 2(j^x), 2(j^x)+1 (mod 8), the four rows cover the
+    // eight 16-byte bank groups exactly once: no conflict (unswizzled, rows
+    // a multiple of 128 bytes apart would be a 4-way conflict). Lanes 16-31
+    // likewise (rows r0+4..r0+7).
+#pragma unroll
+    for (int j = 0; j < BN / 8; ++j) {
+      const int col = j * 8 + 2 * (lane % 4);
+#pragma unroll
+      for (int half = 0; half < 2; ++half)
+        *reinterpret_cast<float2*>(staged + wgmma_detail::staging_offset<BN>(frag_row + half * 8, col)) =
+            make_float2(acc[4 * j + 2 * half], acc[4 * j + 2 * half + 1]);
+    }
+    __syncthreads();  // the whole tile is staged
+    // Staging tile -> y. Thread tid finishes the 8-column group t = tid % GROUPS
+    // (the same in every round: THREADS is a multiple of GROUPS) of rows
+    // (it * THREADS + tid) / GROUPS: 256 / GROUPS rows per round, BM * GROUPS /
+    // 256 rounds (4 / 8 / 16 for BN = 64 / 128 / 256). A warp stores 32 x 16
+    // contiguous-per-row bytes: 4 rows x 128 B, 2 x 256 B or 1 x 512 B of y,
+    // whole 32-byte sectors (16 | K, 16 | Kg as in every ResNet layer).
+    // A 128-bit shared access is served per quarter-warp: 8 consecutive
+    // threads, all in one row (GROUPS is a multiple of 8), t % 8 = 0..7.
+    // Reading chunk 2t first everywhere would hit bank groups 2((t^x) % 4):
+    // each twice, a 2-way conflict. Threads with bit 2 of t set read their odd
+    // chunk first: first read chunk 2t + b (b = (t >> 2) & 1) -> bank group
+    // 2((t % 4) ^ x) + b, distinct over the 8 threads; the second read likewise.
+    constexpr int GROUPS = BN / 8;
+    static_assert(Cfg::THREADS % GROUPS == 0 && (BM * GROUPS) % Cfg::THREADS == 0 && GROUPS % 8 == 0,
+                  "whole rows per round, one row per quarter-warp");
+    const int t = threadIdx.x % GROUPS;
+    const int n = n0 + 8 * t;
+    if (n >= kg) return;  // 8 | Kg: the group is wholly inside or outside; no barrier follows
+    const int k = group * kg + n;
+    const ChannelAffine8 affine = load_affine8(p, k);  // 2 + 2 float4 loads for all the thread's rows
+    const int b = (t >> 2) & 1;  // which half of the 8 columns this thread reads first
+#pragma unroll
+    for (int it = 0; it < BM * GROUPS / Cfg::THREADS; ++it) {
+      const int row = (it * Cfg::THREADS + threadIdx.x) / GROUPS;
+      const int64_t m = m0 + row;
+      if (m >= M) break;  // rows only grow with it
+      const float4 first = *reinterpret_cast<const float4*>(staged + wgmma_detail::staging_offset<BN>(row, 8 * t + 4 * b));
+      const float4 second =
+          *reinterpret_cast<const float4*>(staged + wgmma_detail::staging_offset<BN>(row, 8 * t + 4 - 4 * b));
+      const float4 lo = b ? second : first, hi = b ? first : second;
+      float v[8] = {lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w};
+      epilogue8<T>(p, v, k, p.residual ? residual_pixel_offset(p, m) : 0, out.vector_residual, affine);
+      *reinterpret_cast<uint4*>(y + m * p.K + k) = pack8<T>(v);
+    }
+    return;
+  }
+
+  // ---- Paired epilogue straight from the accumulators (any 2 | Kg, any
+  // alignment implicit_gemm_supports allows). The column pair is one 32-bit
+  // store (Kg even, so n + 1 < Kg whenever n < Kg); NHWC y is the row-major
+  // M x K matrix, row m at y + m*K.
 #pragma unroll
   for (int half = 0; half < 2; ++half) {
-    const int64_t m = m0 + wg * Cfg::WG_ROWS + warp_in_wg * 16 + lane / 4 + half * 8;
+    const int64_t m = m0 + frag_row + half * 8;
     if (m >= M) continue;
     const int64_t res_pixel = p.residual ? residual_pixel_offset(p, m) : 0;
     T* y_row = y + m * p.K;
@@ -316,7 +418,7 @@ cudaError_t wgmma_compiled(bool* compiled) {
 }
 
 template <typename T, typename Cfg>
-cudaError_t launch_wgmma_tile(const ConvParams& p, cudaStream_t stream) {
+cudaError_t launch_wgmma_tile(const ConvParams& p, const WgmmaOutput& out, cudaStream_t stream) {
   const int kg = p.k_per_group();
   const int64_t m_tiles = (p.pixels() + Cfg::BM - 1) / Cfg::BM;
   const int64_t n_tiles = int64_t(kg + Cfg::BN - 1) / Cfg::BN * p.groups;
@@ -324,23 +426,28 @@ cudaError_t launch_wgmma_tile(const ConvParams& p, cudaStream_t stream) {
   auto* kernel = wgmma_conv_kernel<T, Cfg>;
   const cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Cfg::SMEM_BYTES);
   if (err != cudaSuccess) return err;
-  kernel<<<dim3(unsigned(m_tiles), unsigned(n_tiles)), Cfg::THREADS, Cfg::SMEM_BYTES, stream>>>(p);
+  kernel<<<dim3(unsigned(m_tiles), unsigned(n_tiles)), Cfg::THREADS, Cfg::SMEM_BYTES, stream>>>(p, out);
   return cudaGetLastError();
 }
 
+// The host has validated `plan` against p (plan_fits, launch.cu): a wgmma
+// tile, split 1, and vector flags only where p's alignment allows them.
 template <typename T>
-cudaError_t launch_wgmma_conv(const ConvParams& p, KernelChoice tile, cudaStream_t stream) {
+cudaError_t launch_wgmma_conv(const ConvParams& p, const ConvPlan& plan, cudaStream_t stream) {
   // Without sm_90a code the kernel is a trap, which would lose the CUDA
   // context: refuse instead (cached per device: one atomic load per launch).
   int device = 0;
   const cudaError_t err = cudaGetDevice(&device);
   if (err != cudaSuccess) return err;
   if (!wgmma_available(device)) return cudaErrorInvalidDeviceFunction;
-  switch (tile) {
+  const WgmmaOutput out{plan.vector_output, plan.vector_output && plan.vector_residual};
+  switch (plan.kernel) {
+    case KernelChoice::kWgmmaN64:
+      return launch_wgmma_tile<T, WgmmaTileN64>(p, out, stream);
     case KernelChoice::kWgmmaN128:
-      return launch_wgmma_tile<T, WgmmaTileN128>(p, stream);
+      return launch_wgmma_tile<T, WgmmaTileN128>(p, out, stream);
     case KernelChoice::kWgmmaN256:
-      return launch_wgmma_tile<T, WgmmaTileN256>(p, stream);
+      return launch_wgmma_tile<T, WgmmaTileN256>(p, out, stream);
     default:
       return cudaErrorInvalidValue;  // a concrete tile is required (select_kernel picks one)
   }

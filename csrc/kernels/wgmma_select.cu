@@ -17,7 +17,7 @@ namespace resnet_kernels {
 namespace {
 
 constexpr const char* kEnvVar = "RESNET_KERNELS_CUDA_KERNEL";
-constexpr const char* kAllowed = "mma (the default), wgmma, wgmma_n128, wgmma_n256";
+constexpr const char* kAllowed = "mma (the default), wgmma, wgmma_n64, wgmma_n128, wgmma_n256";
 
 // Per-device cache of wgmma availability: 0 not queried yet, 1 no, 2 yes.
 // Queries are idempotent, so two threads racing on the first one is harmless.
@@ -91,6 +91,7 @@ KernelChoice kernel_choice() {
   const char* value = std::getenv(kEnvVar);
   if (value == nullptr || *value == '\0' || std::strcmp(value, "mma") == 0) return KernelChoice::kMma;
   if (std::strcmp(value, "wgmma") == 0) return KernelChoice::kWgmma;
+  if (std::strcmp(value, "wgmma_n64") == 0) return KernelChoice::kWgmmaN64;
   if (std::strcmp(value, "wgmma_n128") == 0) return KernelChoice::kWgmmaN128;
   if (std::strcmp(value, "wgmma_n256") == 0) return KernelChoice::kWgmmaN256;
   return KernelChoice::kInvalid;
@@ -103,7 +104,9 @@ const char* kernel_choice_error(int device) {
     message = std::string(kEnvVar) + "='" + std::getenv(kEnvVar) + "' is not a kernel choice; use one of " + kAllowed;
     return message.c_str();
   }
-  if ((choice == KernelChoice::kWgmmaN128 || choice == KernelChoice::kWgmmaN256) && !wgmma_available(device)) {
+  const bool forced_tile = choice == KernelChoice::kWgmmaN64 || choice == KernelChoice::kWgmmaN128 ||
+                           choice == KernelChoice::kWgmmaN256;
+  if (forced_tile && !wgmma_available(device)) {
     message = std::string(kEnvVar) + "=" + std::getenv(kEnvVar) + " needs the wgmma kernel, which device " +
               std::to_string(device) +
               " cannot run: it needs compute capability 9.0 (H100/H200) and an extension built with sm_90a "
@@ -135,13 +138,23 @@ cudaError_t select_kernel(const ConvParams& p, int device, int num_sms, KernelCh
     *kernel = choice;
     return cudaSuccess;
   }
-  // "wgmma": compute-bound calls (kMinFlopPerByte) where the mma.sync kernel
-  // would take its own 128x128 tile (K/groups >= 128 and at least one CTA per
-  // SM; narrower or smaller calls keep its 64x64 tile, which wastes nothing on
-  // 64 channels and spreads small grids, with split-K where that pays).
-  const int64_t ctas_n128 = ctas(p, WgmmaTileN128::BM, WgmmaTileN128::BN);
-  if (!available || p.k_per_group() < 128 || ctas_n128 < num_sms || flop_per_byte(p) < kMinFlopPerByte)
+  // "wgmma": compute-bound calls (kMinFlopPerByte) whose wgmma grid gives
+  // every SM at least one CTA (smaller grids keep the mma.sync kernel's 64x64
+  // tile, which spreads them, with split-K where that pays), either
+  // - K/groups <= 64: the 128x64 tile (no column wasted on 64 channels; e.g.
+  //   ResNet-50 layer1's 3x3 and the stem padded to C = 8, at ~260-290
+  //   FLOP/byte), or
+  // - K/groups >= 128, where the mma.sync kernel would take its own 128x128
+  //   tile: 128x128 or 128x256 (below).
+  // 64 < K/groups < 128 stays on mma.sync (its 64-wide tile wastes less there).
+  if (!available || flop_per_byte(p) < kMinFlopPerByte) return cudaSuccess;
+  const int kg = p.k_per_group();
+  if (kg <= WgmmaTileN64::BN) {
+    if (ctas(p, WgmmaTileN64::BM, WgmmaTileN64::BN) >= num_sms) *kernel = KernelChoice::kWgmmaN64;
     return cudaSuccess;
+  }
+  const int64_t ctas_n128 = ctas(p, WgmmaTileN128::BM, WgmmaTileN128::BN);
+  if (kg < 128 || ctas_n128 < num_sms) return cudaSuccess;
   // Tile by waves (all CTAs of a wave take about as long, one CTA per SM for
   // either tile's shared memory): 128x256 when its waves, each kN256CtaCost
   // times as long, finish first. E.g. ResNet-50 at batch 256 on 132 SMs:
@@ -151,7 +164,7 @@ cudaError_t select_kernel(const ConvParams& p, int device, int num_sms, KernelCh
   const int64_t ctas_n256 = ctas(p, WgmmaTileN256::BM, WgmmaTileN256::BN);
   const int64_t waves_n128 = (ctas_n128 + num_sms - 1) / num_sms;
   const int64_t waves_n256 = (ctas_n256 + num_sms - 1) / num_sms;
-  const bool wide = p.k_per_group() >= 256 && kN256CtaCost * double(waves_n256) < double(waves_n128);
+  const bool wide = kg >= 256 && kN256CtaCost * double(waves_n256) < double(waves_n128);
   *kernel = wide ? KernelChoice::kWgmmaN256 : KernelChoice::kWgmmaN128;
   return cudaSuccess;
 }

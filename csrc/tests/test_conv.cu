@@ -97,14 +97,30 @@ std::vector<float> permute4(const std::vector<float>& a, const int (&dims)[4], c
   return out;
 }
 
+// The RESNET_KERNELS_CUDA_KERNEL value that forces a wgmma tile.
+const char* wgmma_env_value(resnet_kernels::KernelChoice tile) {
+  switch (tile) {
+    case resnet_kernels::KernelChoice::kWgmmaN64:
+      return "wgmma_n64";
+    case resnet_kernels::KernelChoice::kWgmmaN128:
+      return "wgmma_n128";
+    default:
+      return "wgmma_n256";
+  }
+}
+
 template <typename T>
-// wgmma: kMma runs launch_conv_bn_act's own choice; kWgmmaN128 / kWgmmaN256 run the wgmma
-// kernel with that tile on the cases the tensor-core path takes.
+// wgmma: kMma runs launch_conv_bn_act's own choice; kWgmmaN64 / N128 / N256 run
+// the wgmma kernel with that tile on the cases the tensor-core path takes,
+// through plan_conv under RESNET_KERNELS_CUDA_KERNEL=wgmma_n64 / _n128 / _n256
+// (the op's own path: selection, vector flags, plan_fits), with the plan's
+// epilogue or, with wgmma_paired, the paired one (vector flags cleared).
 // split: -1 = launch_conv_bn_act without a workspace (never splits); 0 = the
 // plan of plan_conv's split-K heuristic, n >= 1 = the mma.sync plan with
 // split-K forced to min(n, k tiles); both with a cudaMalloc'd workspace.
 bool run_case(const Case& cs, bool direct_only, std::mt19937& rng,
-              resnet_kernels::KernelChoice wgmma = resnet_kernels::KernelChoice::kMma, int split = -1) {
+              resnet_kernels::KernelChoice wgmma = resnet_kernels::KernelChoice::kMma, int split = -1,
+              bool wgmma_paired = false) {
   const int P = (cs.h + 2 * cs.pad - cs.dil * (cs.r - 1) - 1) / cs.stride + 1;
   const int Q = (cs.w + 2 * cs.pad - cs.dil * (cs.s - 1) - 1) / cs.stride + 1;
   const int cg = cs.c / cs.groups;
@@ -168,7 +184,23 @@ bool run_case(const Case& cs, bool direct_only, std::mt19937& rng,
   const bool use_split = tensor_cores && !use_wgmma && split >= 0;
   resnet_kernels::ConvPlan plan{};
   void* workspace = nullptr;
-  char split_label[32] = "";
+  char label[32] = "";
+  if (use_wgmma) {
+    int device = 0, num_sms = 0;
+    CHECK_CUDA(cudaGetDevice(&device));
+    CHECK_CUDA(resnet_kernels::multiprocessor_count(device, &num_sms));
+    setenv("RESNET_KERNELS_CUDA_KERNEL", wgmma_env_value(wgmma), 1);
+    const cudaError_t err = resnet_kernels::plan_conv(p, device, num_sms, 0, &plan);
+    unsetenv("RESNET_KERNELS_CUDA_KERNEL");
+    CHECK_CUDA(err);
+    if (plan.kernel != wgmma) {  // a selection bug: fail (and leak this case's buffers; the test ends anyway)
+      std::printf("FAIL  %-28s %s planned kernel %d\n", cs.name, wgmma_env_value(wgmma), int(plan.kernel));
+      return false;
+    }
+    if (wgmma_paired) plan.vector_output = plan.vector_residual = false;
+    std::snprintf(label, sizeof(label), "wgmma %dx%d%s%s", plan.tile_m, plan.tile_n,
+                  plan.vector_output ? " v" : " paired", plan.vector_residual ? "r" : "");
+  }
   if (use_split) {
     int device = 0, num_sms = 0;
     CHECK_CUDA(cudaGetDevice(&device));
@@ -178,13 +210,12 @@ bool run_case(const Case& cs, bool direct_only, std::mt19937& rng,
       CHECK_CUDA(cudaMalloc(&workspace, plan.workspace_bytes));
       CHECK_CUDA(cudaMemset(workspace, 0xff, plan.workspace_bytes));
     }
-    std::snprintf(split_label, sizeof(split_label), "%s %d%s", split == 0 ? "plan, split" : "split-K", plan.split,
+    std::snprintf(label, sizeof(label), "%s %d%s", split == 0 ? "plan, split" : "split-K", plan.split,
                   plan.vector_output ? " v" : "");
   }
-  CHECK_CUDA(direct_only ? resnet_kernels::launch_direct_conv<T>(p, 0)
-             : use_wgmma ? resnet_kernels::launch_wgmma_conv<T>(p, wgmma, 0)
-             : use_split ? resnet_kernels::launch_conv_bn_act<T>(p, plan, workspace, plan.workspace_bytes, 0)
-                         : resnet_kernels::launch_conv_bn_act<T>(p, 0));
+  CHECK_CUDA(direct_only              ? resnet_kernels::launch_direct_conv<T>(p, 0)
+             : use_split || use_wgmma ? resnet_kernels::launch_conv_bn_act<T>(p, plan, workspace, plan.workspace_bytes, 0)
+                                      : resnet_kernels::launch_conv_bn_act<T>(p, 0));
   CHECK_CUDA(cudaDeviceSynchronize());
   std::vector<T> out(out_count);
   CHECK_CUDA(cudaMemcpy(out.data(), y, out_count * sizeof(T), cudaMemcpyDeviceToHost));
@@ -202,13 +233,9 @@ bool run_case(const Case& cs, bool direct_only, std::mt19937& rng,
     if (!(err <= tol * (std::fabs(ref[i]) + rms))) ++bad;  // NaN (unwritten) counts as bad
     if (err > worst || std::isnan(err)) worst = err;
   }
-  std::printf("%-5s %-28s %-13s %s  max err %.3g (rms %.3g), %zu bad\n", bad ? "FAIL" : "ok", cs.name,
-              !tensor_cores ? "direct"
-              : use_split   ? split_label
-              : !use_wgmma  ? "tensor-core"
-              : wgmma == resnet_kernels::KernelChoice::kWgmmaN128 ? "wgmma 128x128" : "wgmma 128x256",
-              std::is_same<T, __half>::value ? "fp16" : "bf16", worst, rms,
-              bad);
+  std::printf("%-5s %-28s %-20s %s  max err %.3g (rms %.3g), %zu bad\n", bad ? "FAIL" : "ok", cs.name,
+              !tensor_cores ? "direct" : use_split || use_wgmma ? label : "tensor-core",
+              std::is_same<T, __half>::value ? "fp16" : "bf16", worst, rms, bad);
   for (float* d : dev) CHECK_CUDA(cudaFree(d));
   for (void* d : {(void*)x_nhwc, (void*)w_krsc, (void*)res_dev, (void*)y, workspace}) CHECK_CUDA(cudaFree(d));
   return bad == 0;
@@ -247,8 +274,10 @@ int main() {
       ok = run_case<__half>(cs, false, rng, resnet_kernels::KernelChoice::kMma, split) && ok;
       ok = run_case<__nv_bfloat16>(cs, false, rng, resnet_kernels::KernelChoice::kMma, split) && ok;
     }
-  // The Hopper wgmma kernel, both tiles, on every case (tensor-core cases; the
-  // rest run the direct kernel again). On a compute capability 9.0 device its
+  // The Hopper wgmma kernel, all three tiles, on every case (tensor-core
+  // cases; the rest run the direct kernel again), each with its planned
+  // epilogue (16-byte staged where 8 | Kg: "v", "vr" with 16-byte residual
+  // loads) and with the paired one. On a compute capability 9.0 device its
   // absence is a build error (sm_90a missing from CMAKE_CUDA_ARCHITECTURES).
   int device = 0, major = 0, minor = 0;
   CHECK_CUDA(cudaGetDevice(&device));
@@ -261,11 +290,13 @@ int main() {
     ok = false;
   }
   for (const Case& cs : cases)
-    for (auto tile : {resnet_kernels::KernelChoice::kWgmmaN128, resnet_kernels::KernelChoice::kWgmmaN256}) {
-      if (!wgmma) break;
-      ok = run_case<__half>(cs, false, rng, tile) && ok;
-      ok = run_case<__nv_bfloat16>(cs, false, rng, tile) && ok;
-    }
+    for (auto tile : {resnet_kernels::KernelChoice::kWgmmaN64, resnet_kernels::KernelChoice::kWgmmaN128,
+                      resnet_kernels::KernelChoice::kWgmmaN256})
+      for (bool paired : {false, true}) {
+        if (!wgmma) break;
+        ok = run_case<__half>(cs, false, rng, tile, -1, paired) && ok;
+        ok = run_case<__nv_bfloat16>(cs, false, rng, tile, -1, paired) && ok;
+      }
   std::printf(ok ? "all cases passed\n" : "FAILED\n");
   return ok ? 0 : 1;
 }

@@ -3,7 +3,8 @@
 The cuda backend picks its tensor-core kernel from the environment variable
 RESNET_KERNELS_CUDA_KERNEL on every call (csrc/kernels/launch.h): unset or
 "mma" = the mma.sync kernel, "wgmma" = the Hopper wgmma kernel for the calls it
-suits (compute-bound, K/groups >= 128, a grid that fills the GPU). These
+suits (compute-bound, a grid that fills the GPU, K/groups <= 64 on its 128x64
+tile or >= 128 on its 128x128 / 128x256 ones). These
 providers set it to "wgmma" around their calls only, so one process measures
 both kernels side by side. Under a CUDA graph the choice made at capture is
 the one replayed.
@@ -78,7 +79,7 @@ def wgmma_layer_unavailable_reason(layer: ConvLayer, x: torch.Tensor) -> Optiona
     plan = _plan(layer, x, WGMMA)
     if plan.kernel != "wgmma":
         return (f"RESNET_KERNELS_CUDA_KERNEL=wgmma keeps this layer on the {plan.kernel} kernel "
-                f"(memory-bound, K/groups < 128 or a grid too small for it): the 'cuda' row is its time")
+                f"(memory-bound, 64 < K/groups < 128 or a grid too small for it): the 'cuda' row is its time")
     return None
 
 
