@@ -131,15 +131,38 @@ stage_kernels() {
     return $rc
 }
 
+# Compiles Triton kernels for the coming pytest run on every core (the
+# autotuner would compile them one by one): resnet_kernels/triton/warmup.py.
+# At most $1 seconds; a shape it does not reach is compiled by the run itself.
+warm_triton() {
+    local budget=$1
+    shift
+    ((budget >= 30)) || return 0
+    deadline "$((budget + 60))" "$PY" -m resnet_kernels.triton.warmup --jobs "${MAX_JOBS:-16}" --budget-s "$budget" "$@" \
+        2>&1 | tee -a "$log" | grep -v '^  failed: .*out of time' | tail -n 20
+}
+
 stage_test() {
     # Correctness over hundreds of layer shapes: one untimed Triton config per
     # shape (tuning each would take minutes); no -x, so one failure does not
     # hide the rest. RK_TEST_ARGS adds pytest arguments (e.g. a -k selection).
+    # The GPU layer tests cover every ImageNet model's layers at batch 1 and 32
+    # in fp32, fp16 and bf16: ~340 compiles, warmed first in parallel.
+    RESNET_KERNELS_TRITON_AUTOTUNE=0 warm_triton "$(($(left) > 480 ? 180 : $(left) / 3))" \
+        --models all --batches 1,32 --dtypes fp32,fp16,bf16
     RESNET_KERNELS_TRITON_AUTOTUNE=0 deadline "$(($(left) - 60))" "$PY" -m pytest tests -q -rs -p no:cacheprovider \
         --junitxml="$out/tests-junit.xml" ${RK_TEST_ARGS:-} 2>&1 | tee -a "$log"
 }
 
 stage_bench() {
+    # Every autotune candidate of the layers the run will meet (matrix.py: quick
+    # is ResNet-50 at batch 256 in fp16), compiled in parallel before the run.
+    if [[ -n $quick ]]; then
+        warm_triton "$(($(left) > 540 ? 240 : $(left) / 3))" --models resnet50 --batches 256 --dtypes fp16
+    else
+        warm_triton "$(($(left) > 540 ? 240 : $(left) / 3))" \
+            --models resnet18,resnet50,resnet101,resnet152,resnext50_32x4d --batches 1,32,256 --dtypes fp16,bf16
+    fi
     # No new benchmark starts in the last 3 minutes: one may compile for that long.
     local args=(--benchmark-only --benchmark-json="$out/bench-$tag.json" -q -rs -p no:cacheprovider
         --benchmark-columns=min,median,iqr,rounds --benchmark-sort=name

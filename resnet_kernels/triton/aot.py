@@ -50,26 +50,32 @@ def specialise(fn, args: dict, constants: dict):
 
 
 def layer_call(layer_name: str, dtype: str, preactivation: bool, batch: int = 1) -> tuple:
-    """The op's arguments for `layer_name` (a distinct ResNet-50 layer), channels_last, BN folded,
-    as a ResNet calls it (with a BN+ReLU prologue on the input for pre-activation)."""
-    import torch
-
+    """The op's arguments for `layer_name` (a distinct ResNet-50 layer); see conv_layer_call."""
     from ..layer_shapes import distinct_layers
 
     layers = {lay.name: lay for lay in distinct_layers(["resnet50"])}
     if layer_name not in layers:
         raise ValueError(f"layer must be one of {sorted(layers)}, got {layer_name!r}")
-    layer = layers[layer_name]
+    return conv_layer_call(layers[layer_name], dtype, preactivation, batch)
+
+
+def conv_layer_call(layer, dtype: str, preactivation: bool = False, batch: int = 1, device="cpu") -> tuple:
+    """The op's arguments for one ConvLayer (layer_shapes.py) as a ResNet calls it: channels_last,
+    BN folded to fp32 scale/shift, the residual where the layer has one, and with a BN+ReLU
+    prologue on the input for pre-activation. Values are uninitialised: for compiling only."""
+    import torch
+
     dt = getattr(torch, dtype)
     cl = torch.channels_last
-    x = torch.randn(batch, layer.C, layer.H, layer.W, dtype=dt).contiguous(memory_format=cl)
-    w = torch.randn(layer.K, layer.C // layer.groups, layer.R, layer.S, dtype=dt)
+    x = torch.empty(batch, layer.C, layer.H, layer.W, dtype=dt, device=device, memory_format=cl)
+    w = torch.empty(layer.K, layer.C // layer.groups, layer.R, layer.S, dtype=dt, device=device)
     res = None
     if layer.has_residual:
-        res = torch.randn(batch, layer.K, layer.P, layer.Q, dtype=dt).contiguous(memory_format=cl)
+        res = torch.empty(batch, layer.K, layer.P, layer.Q, dtype=dt, device=device, memory_format=cl)
     conv = ((layer.stride,) * 2, (layer.padding,) * 2, (1, 1), layer.groups)
-    pre = (torch.ones(layer.C), torch.zeros(layer.C)) if preactivation else (None, None)
-    return (x, w, torch.ones(layer.K), torch.zeros(layer.K), res, *conv, layer.relu, *pre, 1)
+    vec = lambda n: torch.ones(n, device=device)  # noqa: E731
+    pre = (vec(layer.C), vec(layer.C)) if preactivation else (None, None)
+    return (x, w, vec(layer.K), vec(layer.K), res, *conv, layer.relu, *pre, 1)
 
 
 def cuobjdump() -> str | None:

@@ -161,13 +161,17 @@ def conv_bn_act(
 
 def _reduce_splits(args: dict, channels: int) -> None:
     """out = epilogue(sum of the split-K partials): a memory-bound pass over (M, channels) fp32 tiles."""
+    grid, launch = _reduce_launch(args, channels)
+    splitk_epilogue_kernel[grid](**{name: args[name] for name in _EPILOGUE_ARGS}, **launch)
+
+
+def _reduce_launch(args: dict, channels: int) -> tuple:
+    """The grid and the launch-only arguments of splitk_epilogue_kernel for one split call."""
     block = 32 if tuning.interpreting() else 64
     grid = (triton.cdiv(args["M"], block), triton.cdiv(channels, block))
-    splitk_epilogue_kernel[grid](
-        **{name: args[name] for name in _EPILOGUE_ARGS},
-        KT=channels, ws_split_stride=args["M"] * channels, BLOCK_M=block, BLOCK_N=block,
-        EPILOGUE_HALVES=tuning.epilogue_halves({"BLOCK_M": block, "BLOCK_N": block, "num_warps": 4}), num_warps=4,
-    )
+    halves = tuning.epilogue_halves({"BLOCK_M": block, "BLOCK_N": block, "num_warps": 4})
+    return grid, dict(KT=channels, ws_split_stride=args["M"] * channels, BLOCK_M=block, BLOCK_N=block,
+                      EPILOGUE_HALVES=halves, num_warps=4)
 
 
 # The arguments splitk_epilogue_kernel shares with conv_bn_act_kernel.
