@@ -186,6 +186,52 @@ def test_padded_taps_read_zero_not_relu_of_shift(gen):
     assert rel_error(y, wrong) > 10 * REL_TOL[dtype]
 
 
+# --- narrow channel counts: the ROW_RUN and FLAT_K walks ------------------------------------------
+
+
+def _walk(case, x, w, in_shift=None):
+    from resnet_kernels.triton.conv import kernel_args
+
+    args, _ = kernel_args(x, w, None, None, None, *case.conv, True, None, in_shift, 1)
+    return "row_run" if args["ROW_RUN"] else "flat_or_tap"
+
+
+@pytest.mark.parametrize(
+    "name,layout,expected",
+    [
+        ("7x7_s2_p3_stem_c3", "channels_last", "row_run"),
+        ("1x1_c20_flat", "channels_last", "row_run"),
+        ("c20_k40_odd_sizes", "channels_last", "row_run"),
+        ("7x7_s2_p3_stem_c3", "nchw", "flat_or_tap"),  # pixels are not contiguous runs
+        ("7x7_s2_p3_stem_c3", "prologue", "flat_or_tap"),  # the prologue needs each column's channel
+        ("3x3_dilation2", "channels_last", "flat_or_tap"),  # taps of a row are not adjacent
+        ("groups2_unmerged_flat", "channels_last", "flat_or_tap"),  # a group's channels are not a pixel's run
+        ("3x3_s1_p1", "channels_last", "row_run"),  # C = 16: BLOCK_K = 32 or 64 would walk it flat
+    ],
+)
+def test_narrow_channel_walks(name, layout, expected, gen):
+    """Which walk a narrow-channel call takes, and that it is right (padding on both sides)."""
+    case, dtype = GEOMETRY[name]
+    x, w, sc, sh = _inputs(case, dtype, gen, channels_last=layout != "nchw")
+    in_shift = torch.randn(case.c, generator=gen) if layout == "prologue" else None
+    assert _walk(case, x, w, in_shift) == expected
+    _check(case, x, w, sc, sh, in_shift=in_shift)
+
+
+@pytest.mark.parametrize("split_k", [1, 3])
+def test_row_run_block_k_wider_than_a_tap_row(split_k, gen, monkeypatch):
+    """BLOCK_K = 64 over the stem's 7 tap rows of RUN = 32: the last k tile is half past the packed
+    weights (r = 7), which the walk must mask; the interpreter's own BLOCK_K = 16 never gets there."""
+    from resnet_kernels.triton.conv_kernel import conv_bn_act_kernel
+
+    monkeypatch.setattr(conv_bn_act_kernel, "configs",
+                        [triton.Config({"BLOCK_M": 32, "BLOCK_N": 16, "BLOCK_K": 64}, num_warps=4, num_stages=1)])
+    case, dtype = GEOMETRY["7x7_s2_p3_stem_c3"]
+    x, w, sc, sh = _inputs(case, dtype, gen)
+    assert _walk(case, x, w) == "row_run"
+    _check(case, x, w, sc, sh, split_k=split_k)
+
+
 # --- split-K -----------------------------------------------------------------------------------
 
 

@@ -107,7 +107,7 @@ def hopper(monkeypatch, tmp_path):
 
 def _args(dtype=torch.float16, M=50176, K=64, C=64, R=3, S=3, SPLIT_K=1):
     return {"x_ptr": torch.empty(1, dtype=dtype), "M": M, "K": K, "C": C, "R": R, "S": S,
-            "stride_h": 1, "stride_w": 1, "SPLIT_K": SPLIT_K}
+            "stride_h": 1, "stride_w": 1, "SPLIT_K": SPLIT_K, "ROW_RUN": False}
 
 
 def test_pruning_fits_tiles_to_the_shape(hopper):

@@ -31,7 +31,7 @@ def specialise(fn, args: dict, constants: dict):
     """signature, constexprs and attrs as a JIT launch of `fn` with `args` would produce them."""
     import torch
 
-    pointer = {torch.float16: "*fp16", torch.bfloat16: "*bf16", torch.float32: "*fp32"}
+    pointer = {torch.float16: "*fp16", torch.bfloat16: "*bf16", torch.float32: "*fp32", torch.int32: "*i32"}
     divisible = [["tt.divisibility", 16]]
     signature, constexprs, attrs = {}, dict(constants), {}
     for i, (name, param) in enumerate(zip(fn.arg_names, fn.params)):

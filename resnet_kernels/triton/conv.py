@@ -25,6 +25,7 @@ import triton
 from .._args import output_memory_format, output_size
 from . import _interpreter_compat, tuning
 from .conv_kernel import conv_bn_act_kernel, splitk_epilogue_kernel
+from .taps import tap_table
 from .weights import merge_factor, packed_weight
 
 # CUDA allows at most 65535 blocks in grid dimension y, which indexes groups.
@@ -50,6 +51,18 @@ def _output(out: Optional[torch.Tensor], x: torch.Tensor, shape: tuple) -> torch
     if not (out.is_contiguous() or out.is_contiguous(memory_format=torch.channels_last)):
         raise ValueError("out must be contiguous or channels_last (every element written exactly once)")
     return out
+
+
+def _row_run(x: torch.Tensor, c: int, s: int, groups: int, dilation: Sequence[int], prologue: bool) -> int:
+    """RUN of the kernel's ROW_RUN walk (S*C rounded up to a power of two, at least 16), or 0
+    where it does not apply: channel counts the tap-aligned walk handles (tuning.may_walk_flat),
+    several groups, a pre-activation prologue, horizontal dilation, or x whose pixels are not
+    C contiguous values (channels_last: channel stride 1, pixel stride C)."""
+    if not tuning.may_walk_flat(c) or groups != 1 or prologue or dilation[1] != 1:
+        return 0
+    if x.stride(1) != 1 or (x.shape[3] > 1 and x.stride(3) != c):
+        return 0
+    return max(16, triton.next_power_of_2(s * c))
 
 
 def kernel_args(
@@ -86,6 +99,7 @@ def kernel_args(
         )
     out = _output(out, x, (n, k, p, q))
     c_kernel, k_kernel = c_per_group * merge, (k // groups) * merge
+    run = _row_run(x, c_kernel, s, groups, dilation, in_scale is not None or in_shift is not None)
     if split_k is None:
         split_k = tuning.split_k(n * p * q, k_kernel, kernel_groups, r * s * c_kernel, tuning.num_sms(x.device))
     if not isinstance(split_k, int) or split_k < 1:
@@ -95,11 +109,14 @@ def kernel_args(
     res_strides = (0, 0, 0, 0) if residual is None else residual.stride()
     # Absent optional tensors: the kernel never reads the pointer (its HAS_* flag is off).
     args = dict(
-        x_ptr=x, w_ptr=packed_weight(weight, groups, merge), out_ptr=out,
+        x_ptr=x, w_ptr=packed_weight(weight, groups, merge, run), out_ptr=out,
         scale_ptr=x if scale is None else scale, shift_ptr=x if shift is None else shift,
         res_ptr=x if residual is None else residual,
         in_scale_ptr=x if in_scale is None else in_scale, in_shift_ptr=x if in_shift is None else in_shift,
         ws_ptr=x if ws is None else ws,
+        tap_ptr=tap_table(r, s, c_kernel, dilation[0], dilation[1], x.device)
+        if tuning.may_walk_flat(c_kernel) and not run else x,
+        ROW_RUN=run > 0, RUN=max(run, 1),
         M=n * p * q, H=h, W=w, P=p, Q=q, C=c_kernel, K=k_kernel,
         stride_h=stride[0], stride_w=stride[1], pad_h=padding[0], pad_w=padding[1],
         dil_h=dilation[0], dil_w=dilation[1],

@@ -14,14 +14,20 @@ x, the residual and the output are addressed through their strides, so any
 memory format is correct; channels_last (channel stride 1, which Triton
 specialises as a constant) gives contiguous, vectorised tile loads.
 
-Three ways to walk the reduction, chosen by constexpr flags:
+Four ways to walk the reduction, chosen by constexpr flags:
 - IS_GEMM (1x1, stride 1, no padding, rows of x dense): A is a plain (M, C)
   matrix with row stride `sxw`; no image-coordinate arithmetic at all.
 - tap-aligned (C a multiple of BLOCK_K): each BLOCK_K slice lies inside one
   tap (r, s), so the tap and its padding mask are per-iteration scalars/rows.
-- FLAT_K (C not a multiple of BLOCK_K, e.g. the 7x7 stem with C=3): the
-  slice runs over (r, s, c) flattened and every column decodes its own tap,
-  so 147 reduction steps take 5 slices of 32 instead of 49 mostly-empty ones.
+- ROW_RUN (narrow C, one group, channels_last, no horizontal dilation; e.g.
+  the 7x7 stem with C=3): for each tap row r the S*C values a pixel needs are
+  one contiguous run of x, so the reduction is (r, j < S*C) padded to
+  RUN = next power of two per row (weights packed to match): 7 x 32 = 224
+  steps for the stem instead of 147, and per element a shift, a mask and two
+  range compares instead of decoding a tap.
+- FLAT_K (C not a multiple of BLOCK_K otherwise: other layouts, groups,
+  dilation): the slice runs over (r, s, c) flattened and every column takes
+  its tap from a decode table (taps.py).
 
 Split-K (SPLIT_K > 1, for grids too small to fill the GPU: late layers at small
 batch): grid axis 2 splits the reduction iterations into SPLIT_K contiguous
@@ -191,6 +197,7 @@ def _split_range(iters, SPLIT_K):
 def conv_bn_act_kernel(
     x_ptr, w_ptr, out_ptr, scale_ptr, shift_ptr, res_ptr, in_scale_ptr, in_shift_ptr,
     ws_ptr,  # split-K partials, fp32 (SPLIT_K, M, G*K); unused without SPLIT
+    tap_ptr,  # FLAT_K decode table, int32 (3, R*S*C) (taps.py); unused otherwise
     # sizes; C and K are channels per (merged) group
     M, H, W, P, Q, C, K,
     stride_h, stride_w, pad_h, pad_w, dil_h, dil_w,
@@ -206,6 +213,8 @@ def conv_bn_act_kernel(
     HAS_IN_SCALE: tl.constexpr, HAS_IN_SHIFT: tl.constexpr,
     UPCAST: tl.constexpr,  # dot in fp32 (the interpreter's bf16 dot is wrong)
     DOT_PRECISION: tl.constexpr,  # "tf32" or "ieee" for fp32 inputs
+    ROW_RUN: tl.constexpr,  # walk the reduction by contiguous (s, c) runs per tap row (narrow C; see below)
+    RUN: tl.constexpr,  # ROW_RUN: S*C rounded up to a power of two (the packed weights' row length)
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, FLAT_K: tl.constexpr,
     SPLIT: tl.constexpr,  # SPLIT_K > 1: store partials to ws_ptr instead of the epilogue
     EPILOGUE_HALVES: tl.constexpr,  # see _epilogue_store
@@ -237,19 +246,48 @@ def conv_bn_act_kernel(
     img_rows = img * sxn
 
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-    if FLAT_K:
+    if ROW_RUN:
+        # Reduction index kk = r * RUN + j, j = s*C + c < S*C (weights packed with
+        # zero rows for S*C <= j < RUN, weights.py). For tap row r, the S*C values
+        # of a pixel are one contiguous run of x (channels_last, one group, no
+        # horizontal dilation): x[pix + r*dil_h*sxh + j]. RUN is a power of two, so
+        # (r, j) is a shift and a mask; the horizontal padding is a range of j per
+        # pixel: tap s is inside the image iff 0 <= iw0 + s < W, i.e.
+        # max(-iw0, 0)*C <= j < min(W - iw0, S)*C.
+        pix = img_rows + ih0.to(tl.int64) * sxh + iw0.to(tl.int64) * sxw
+        j_lo = tl.maximum(-iw0, 0) * C
+        j_hi = tl.minimum(W - iw0, S) * C
+        it_lo, it_hi = _split_range(tl.cdiv(R * RUN, BLOCK_K), SPLIT_K)
+        for it in range(it_lo, it_hi):
+            kk = it * BLOCK_K + tl.arange(0, BLOCK_K)
+            r = kk // RUN
+            j = kk % RUN
+            mask_k = r < R
+            ih = ih0[:, None] + (r * dil_h)[None, :]
+            valid = (mask_m[:, None] & mask_k[None, :] & (ih >= 0) & (ih < H)
+                     & (j[None, :] >= j_lo[:, None]) & (j[None, :] < j_hi[:, None]))
+            a = tl.load(x_base + pix[:, None] + ((r * dil_h).to(tl.int64) * sxh + j)[None, :], mask=valid, other=0.0)
+            b = tl.load(w_base + kk[:, None] * K + offs_n[None, :], mask=mask_k[:, None] & mask_n[None, :], other=0.0)
+            if UPCAST:
+                a = a.to(tl.float32)
+                b = b.to(tl.float32)
+            acc = tl.dot(a, b, acc, input_precision=DOT_PRECISION)
+    elif FLAT_K:
         RSC = R * S * C
         it_lo, it_hi = _split_range(tl.cdiv(RSC, BLOCK_K), SPLIT_K)
+        pix = img_rows + ih0.to(tl.int64) * sxh + iw0.to(tl.int64) * sxw  # each pixel's top-left tap
         for it in range(it_lo, it_hi):
             kk = it * BLOCK_K + tl.arange(0, BLOCK_K)
             mask_k = kk < RSC
-            c = kk % C
-            tap = kk // C
-            ih = ih0[:, None] + (tap // S * dil_h)[None, :]
-            iw = iw0[:, None] + (tap % S * dil_w)[None, :]
+            # Column kk's tap offset and channel from the decode table (taps.py), not divisions.
+            dh = tl.load(tap_ptr + kk, mask=mask_k, other=0)
+            dw = tl.load(tap_ptr + RSC + kk, mask=mask_k, other=0)
+            c = tl.load(tap_ptr + 2 * RSC + kk, mask=mask_k, other=0)
+            ih = ih0[:, None] + dh[None, :]
+            iw = iw0[:, None] + dw[None, :]
             valid = mask_m[:, None] & mask_k[None, :] & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
-            a_offs = img_rows[:, None] + ih.to(tl.int64) * sxh + iw.to(tl.int64) * sxw + (c.to(tl.int64) * sxc)[None, :]
-            a = tl.load(x_base + a_offs, mask=valid, other=0.0)
+            col = dh.to(tl.int64) * sxh + dw.to(tl.int64) * sxw + c.to(tl.int64) * sxc
+            a = tl.load(x_base + pix[:, None] + col[None, :], mask=valid, other=0.0)
             if has_pre:
                 a = _prologue(a, ch_base + c, mask_k, valid, in_scale_ptr, in_shift_ptr, HAS_IN_SCALE, HAS_IN_SHIFT)
             b = tl.load(w_base + kk[:, None] * K + offs_n[None, :], mask=mask_k[:, None] & mask_n[None, :], other=0.0)

@@ -27,7 +27,7 @@ import triton
 
 from .tuning_cache import TuningCache, default_path
 
-TUNING_KEY = ["M", "K", "C", "R", "S", "stride_h", "stride_w", "SPLIT_K"]
+TUNING_KEY = ["M", "K", "C", "R", "S", "stride_h", "stride_w", "SPLIT_K", "ROW_RUN"]
 
 # (BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages): Hopper tiles for the
 # shapes ResNets have (K = 64..2048 output channels, M from 49 to 800k pixels).
@@ -110,6 +110,12 @@ def autotune_configs() -> list:
 def flat_k(args: dict) -> bool:
     """Walk the reduction over (r, s, c) flattened when channel slices would not fill BLOCK_K."""
     return args["C"] % args["BLOCK_K"] != 0
+
+
+def may_walk_flat(C: int) -> bool:
+    """Whether some candidate's BLOCK_K leaves a flat walk (flat_k) for C channels: the host then
+    passes the decode table (taps.py) the flat walk reads."""
+    return any(C % spec[2] for spec in (*_HOPPER, _INTERPRETER))
 
 
 def epilogue_halves(args: dict) -> bool:

@@ -3,6 +3,8 @@
 Layout: (G', R, S, C', K') contiguous, i.e. for each (merged) group a row-major
 (R*S*C', K') matrix whose row (r*S + s)*C' + c holds tap (r, s), input channel
 c; output channels are the contiguous dimension, as a GEMM's B operand wants.
+For the kernel's ROW_RUN walk (narrow C, one group): (1, R, RUN, K), each tap
+row's S*C rows padded with zero rows to RUN (pack_runs).
 
 Group merging: a grouped conv with few channels per group (ResNeXt 32x4d: 4 in,
 4 out) would waste nearly all of a 64-wide tensor-core tile. `merge` adjacent
@@ -46,7 +48,19 @@ def pack(weight: torch.Tensor, groups: int, merge: int) -> torch.Tensor:
     return dense.reshape(gm, kg, merge * cg, r, s).permute(0, 3, 4, 2, 1).contiguous()  # (G', R, S, C', K')
 
 
-def packed_weight(weight: torch.Tensor, groups: int, merge: int) -> torch.Tensor:
-    """pack(weight, groups, merge), from the cache when this weight version was packed before."""
+@torch.no_grad()
+def pack_runs(weight: torch.Tensor, run: int) -> torch.Tensor:
+    """(K, C, R, S) -> (1, R, run, K): for the kernel's ROW_RUN walk (one group), tap row r's
+    S*C rows (s, c) followed by run - S*C zero rows."""
+    k, c, r, s = weight.shape
+    rows = pack(weight, 1, 1).reshape(1, r, s * c, k)
+    return torch.nn.functional.pad(rows, (0, 0, 0, run - s * c)).contiguous()
+
+
+def packed_weight(weight: torch.Tensor, groups: int, merge: int, run: int = 0) -> torch.Tensor:
+    """pack(weight, groups, merge), or pack_runs(weight, run) when run > 0 (groups = 1), from the
+    cache when this weight version was packed that way before."""
     # `pack` is looked up at call time (tests count its calls through monkeypatch).
+    if run:
+        return _packed.get(weight, ("triton-pack-runs", run), lambda w: pack_runs(w, run))
     return _packed.get(weight, ("triton-pack", groups, merge), lambda w: pack(w, groups, merge))
