@@ -31,8 +31,12 @@
 
 #include <cuda_runtime.h>
 
+#include <climits>
+#include <cstdint>
+
 #include "kernels/conv_params.h"
 #include "kernels/epilogue.cuh"
+#include "kernels/gather.cuh"
 #include "kernels/launch.h"
 #include "kernels/ptx.cuh"
 #include "kernels/tile_config.h"
@@ -96,90 +100,102 @@ __global__ void __launch_bounds__(Cfg::THREADS, Cfg::MIN_BLOCKS)
 
   // ---- Loader state. Thread t copies chunk column t % CHUNKS of tile rows
   // t / CHUNKS + i*ROW_STEP, of A and of B. Its k offset inside every k tile is
-  // therefore fixed, and one (r, s, c) decode per k tile serves all its copies.
+  // therefore fixed: one reduction position (gather.cuh) serves all its copies
+  // of a tile, and it is stepped from tile to tile, not decoded.
   const int chunk = threadIdx.x % Cfg::CHUNKS;
   const int row0 = threadIdx.x / Cfg::CHUNKS;
 
-  // A rows are output pixels: x[n, 0, 0, g*Cg] and the input position of tap (0, 0).
-  const T* a_ptr[Cfg::A_LOADS];
+  // A rows are output pixels m = (n, op, oq). Per row, before the loop: the
+  // input position (h0, w0) of tap (0, 0) and the byte address of x[n, h0, w0,
+  // g*Cg] (an integer: for a padded position it lies outside x and is only
+  // ever used with a tap that brings it inside). Per k tile the thread then
+  // adds one 64-bit tap offset (gather.cuh, tap_offset) to each row's address:
+  //   x[n, h0 + dh, w0 + dw, g*Cg + c] = x_row + ((dh*W + dw)*C + c) elements.
+  // Rows past M get h0 = INT_MIN: h0 + dh (dh >= 0, no overflow) is negative,
+  // so the padding check alone zero-fills them.
+  uint64_t a_addr[Cfg::A_LOADS];
   int a_h0[Cfg::A_LOADS], a_w0[Cfg::A_LOADS];
-  bool a_row_ok[Cfg::A_LOADS];
 #pragma unroll
   for (int i = 0; i < Cfg::A_LOADS; ++i) {
     const int64_t m = m0 + row0 + i * Cfg::ROW_STEP;
-    a_row_ok[i] = m < M;
-    const int64_t mm = a_row_ok[i] ? m : 0;
+    const bool row_ok = m < M;
+    const int64_t mm = row_ok ? m : 0;
     const int64_t pq = int64_t(p.P) * p.Q;
     const int64_t n = mm / pq;
     const int op = int((mm - n * pq) / p.Q);
     const int oq = int(mm - n * pq - int64_t(op) * p.Q);
-    a_ptr[i] = x + n * p.H * p.W * p.C + int64_t(group) * cg;
-    a_h0[i] = op * p.stride_h - p.pad_h;
-    a_w0[i] = oq * p.stride_w - p.pad_w;
+    const int h0 = op * p.stride_h - p.pad_h, w0 = oq * p.stride_w - p.pad_w;
+    const int64_t off = ((n * p.H + h0) * p.W + w0) * p.C + int64_t(group) * cg;
+    a_addr[i] = reinterpret_cast<uint64_t>(x) + uint64_t(off) * sizeof(T);
+    a_h0[i] = row_ok ? h0 : INT_MIN;
+    a_w0[i] = w0;
   }
-  // B rows are output channels: the KRSC weight row of channel g*Kg + n.
-  const T* b_ptr[Cfg::B_LOADS];
+  // B rows are output channels: the byte address of the KRSC weight row of
+  // channel g*Kg + n (rows past Kg read row 0 of the group and are
+  // zero-filled). Per k tile the thread adds one byte offset to it.
+  uint64_t b_addr[Cfg::B_LOADS];
   bool b_row_ok[Cfg::B_LOADS];
 #pragma unroll
   for (int i = 0; i < Cfg::B_LOADS; ++i) {
     const int n = n0 + row0 + i * Cfg::ROW_STEP;
     b_row_ok[i] = n < kg;
-    b_ptr[i] = w + int64_t(group * kg + (b_row_ok[i] ? n : 0)) * gemm_k;
+    b_addr[i] = reinterpret_cast<uint64_t>(w + int64_t(group * kg + (b_row_ok[i] ? n : 0)) * gemm_k);
   }
 
-  // This thread's k index in k tile kt, decoded into channel c and tap offsets.
-  struct KCoord {
-    int k, c, dh, dw;
-    bool ok;
-  };
-  auto decode_k = [&](int kt) {
-    const int k = kt * BK + chunk * 8;
-    const int rs = k / cg;
-    const int r = rs / p.S;
-    return KCoord{k, k - rs * cg, r * p.dil_h, (rs - r * p.S) * p.dil_w, k < gemm_k};
-  };
-  // Whether A row i has a real (non-padding) input element at k coordinate kc.
-  auto a_ok = [&](int i, const KCoord& kc) {
-    return kc.ok && a_row_ok[i] && unsigned(a_h0[i] + kc.dh) < unsigned(p.H) &&
-           unsigned(a_w0[i] + kc.dw) < unsigned(p.W);
+  // Whether A row i has a real (non-padding) input element at position kp;
+  // h_lim = h_limit(p, kp, gemm_k) folds in k < gemm_k.
+  auto a_ok = [&](int i, const KPos& kp, unsigned h_lim) {
+    return unsigned(a_h0[i] + kp.dh) < h_lim && unsigned(a_w0[i] + kp.dw) < unsigned(p.W);
   };
 
-  // Issue the copies of k tile kt into ring slot `stage`; padding taps, rows
-  // past M or Kg and k past gemm_k are zero-filled by cp.async.
-  auto load_tile = [&](int stage, int kt) {
-    const KCoord kc = decode_k(kt);
-    T* sa = smem_a + stage * Cfg::A_TILE;
-    T* sb = smem_b + stage * Cfg::B_TILE;
+  // Shared-memory addresses (shared::cta, 32 bits): this thread's copy slot of
+  // row0 in ring slot 0; row i is i*ROW_STEP rows = i*ROW_STEP*64 bytes further
+  // and keeps the same swizzle phase (ROW_STEP is a multiple of 8).
+  const uint32_t smem_base = ptx::smem_addr(smem);
+  const uint32_t copy_off = smem_base + uint32_t(swizzle(row0, chunk)) * uint32_t(sizeof(T));
+  static_assert(Cfg::ROW_STEP % 8 == 0, "one swizzle phase for all of a thread's rows");
+  constexpr uint32_t ROW_STEP_BYTES = Cfg::ROW_STEP * BK * sizeof(T);
+  constexpr uint32_t A_STAGE_BYTES = Cfg::A_TILE * sizeof(T), B_STAGE_BYTES = Cfg::B_TILE * sizeof(T);
+  constexpr uint32_t B_RING_OFF = STAGES * A_STAGE_BYTES;
+
+  // Issue the copies of the k tile at position kp into ring slot `stage`;
+  // padding taps, rows past M or Kg and k past gemm_k are zero-filled by
+  // cp.async (src-size 0; the source is then x or a valid weight row).
+  auto load_tile = [&](uint32_t stage, const KPos& kp) {
+    const unsigned h_lim = h_limit(p, kp, gemm_k);
+    const uint64_t tap_bytes = uint64_t(tap_offset(p, kp)) * sizeof(T);
+    const uint32_t sa = copy_off + stage * A_STAGE_BYTES;
+    const uint32_t sb = copy_off + B_RING_OFF + stage * B_STAGE_BYTES;
 #pragma unroll
     for (int i = 0; i < Cfg::A_LOADS; ++i) {
-      const bool ok = a_ok(i, kc);
-      const T* src = ok ? a_ptr[i] + (int64_t(a_h0[i] + kc.dh) * p.W + (a_w0[i] + kc.dw)) * p.C + kc.c : x;
-      ptx::cp_async_16(ptx::smem_addr(sa + swizzle(row0 + i * Cfg::ROW_STEP, chunk)), src, ok);
+      const bool ok = a_ok(i, kp, h_lim);
+      const uint64_t src = ok ? a_addr[i] + tap_bytes : reinterpret_cast<uint64_t>(x);
+      ptx::cp_async_16(sa + i * ROW_STEP_BYTES, reinterpret_cast<const void*>(src), ok);
     }
+    const bool k_ok = kp.k < gemm_k;
+    // One select per tile keeps every B source inside its row (k past gemm_k
+    // reads the row's start, zero-filled).
+    const uint32_t kb_bytes = uint32_t(k_ok ? kp.k : 0) * uint32_t(sizeof(T));
 #pragma unroll
-    for (int i = 0; i < Cfg::B_LOADS; ++i) {
-      const bool ok = kc.ok && b_row_ok[i];
-      ptx::cp_async_16(ptx::smem_addr(sb + swizzle(row0 + i * Cfg::ROW_STEP, chunk)), ok ? b_ptr[i] + kc.k : w, ok);
-    }
+    for (int i = 0; i < Cfg::B_LOADS; ++i)
+      ptx::cp_async_16(sb + i * ROW_STEP_BYTES, reinterpret_cast<const void*>(b_addr[i] + kb_bytes),
+                       k_ok && b_row_ok[i]);
   };
 
   // Prologue pre(x) = relu(in_scale*x + in_shift), in place on the A chunks this
   // thread copied itself (so its own cp.async wait suffices, no barrier). Chunks
-  // that were zero-filled stay zero: padding is applied after pre().
-  auto prologue_tile = [&](int stage, int kt) {
-    const KCoord kc = decode_k(kt);
-    if (!kc.ok) return;
+  // that were zero-filled stay zero: padding is applied after pre(). kp is the
+  // position of the tile in `stage`.
+  auto prologue_tile = [&](uint32_t stage, const KPos& kp) {
+    if (kp.k >= gemm_k) return;
     float a[8], b[8];
-#pragma unroll
-    for (int j = 0; j < 8; ++j) {
-      const int c = group * cg + kc.c + j;
-      a[j] = p.in_scale ? __ldg(p.in_scale + c) : 1.f;
-      b[j] = p.in_shift ? __ldg(p.in_shift + c) : 0.f;
-    }
+    load_coeffs8(p.in_scale, group * cg + kp.c, 1.f, a);
+    load_coeffs8(p.in_shift, group * cg + kp.c, 0.f, b);
+    const unsigned h_lim = unsigned(p.H);  // k < gemm_k here
     T* sa = smem_a + stage * Cfg::A_TILE;
 #pragma unroll
     for (int i = 0; i < Cfg::A_LOADS; ++i) {
-      if (!a_ok(i, kc)) continue;
+      if (!a_ok(i, kp, h_lim)) continue;
       uint4* slot = reinterpret_cast<uint4*>(sa + swizzle(row0 + i * Cfg::ROW_STEP, chunk));
       uint4 raw = *slot;
       T* v = reinterpret_cast<T*>(&raw);
@@ -195,26 +211,36 @@ __global__ void __launch_bounds__(Cfg::THREADS, Cfg::MIN_BLOCKS)
   const int wn0 = (warp % Cfg::WARPS_N) * Cfg::WN;
   float acc[Cfg::MMA_M][Cfg::MMA_N][4] = {};
 
-  auto compute_tile = [&](int stage) {
-    const T* sa = smem_a + stage * Cfg::A_TILE;
-    const T* sb = smem_b + stage * Cfg::B_TILE;
+  // ldmatrix row addresses in ring slot 0, per k16 step ks (the swizzled chunk
+  // depends on ks): A block i and B block j are i*16 and j*16 rows (1 KB
+  // apart, the same swizzle phase) further, which ptxas folds into the
+  // instructions' immediate offsets. Per k tile only the slot offset is added.
+  // A 16x16 block = matrices (rows 0-7 | 8-15) x (k 0-7 | 8-15) in mma's
+  // a0..a3 order: lane l gives the address of row l%16, k half l/16.
+  // B rows are n with k contiguous, which is mma's "col" operand as is.
+  // Matrices (n 0-7, k 0-7), (n 0-7, k 8-15), (n 8-15, k 0-7), (n 8-15, k 8-15):
+  // lane l gives row (l/16)*8 + l%8, k half (l/8)%2; registers 0,1 feed
+  // n tile 2j and registers 2,3 n tile 2j+1.
+  uint32_t lda[BK / 16], ldb[BK / 16];
+#pragma unroll
+  for (int ks = 0; ks < BK / 16; ++ks) {
+    lda[ks] = smem_base + uint32_t(swizzle(wm0 + lane % 16, 2 * ks + lane / 16)) * uint32_t(sizeof(T));
+    ldb[ks] = smem_base + B_RING_OFF +
+              uint32_t(swizzle(wn0 + (lane / 16) * 8 + lane % 8, 2 * ks + (lane / 8) % 2)) * uint32_t(sizeof(T));
+  }
+  constexpr uint32_t BLOCK16_BYTES = 16 * BK * sizeof(T);
+
+  auto compute_tile = [&](uint32_t stage) {
+    const uint32_t sa = stage * A_STAGE_BYTES, sb = stage * B_STAGE_BYTES;
 #pragma unroll
     for (int ks = 0; ks < BK / 16; ++ks) {
       uint32_t a[Cfg::MMA_M][4], b[Cfg::MMA_N][2];
-      // A 16x16 block = matrices (rows 0-7 | 8-15) x (k 0-7 | 8-15) in mma's
-      // a0..a3 order: lane l gives the address of row l%16, k half l/16.
 #pragma unroll
-      for (int i = 0; i < Cfg::MMA_M; ++i)
-        ptx::ldmatrix_x4(a[i], ptx::smem_addr(sa + swizzle(wm0 + i * 16 + lane % 16, 2 * ks + lane / 16)));
-      // B rows are n with k contiguous, which is mma's "col" operand as is.
-      // Matrices (n 0-7, k 0-7), (n 0-7, k 8-15), (n 8-15, k 0-7), (n 8-15, k 8-15):
-      // lane l gives row (l/16)*8 + l%8, k half (l/8)%2; registers 0,1 feed
-      // n tile 2j and registers 2,3 n tile 2j+1.
+      for (int i = 0; i < Cfg::MMA_M; ++i) ptx::ldmatrix_x4(a[i], lda[ks] + sa + i * BLOCK16_BYTES);
 #pragma unroll
       for (int j = 0; j < Cfg::MMA_N / 2; ++j) {
         uint32_t r[4];
-        ptx::ldmatrix_x4(r, ptx::smem_addr(sb + swizzle(wn0 + j * 16 + (lane / 16) * 8 + lane % 8,
-                                                        2 * ks + (lane / 8) % 2)));
+        ptx::ldmatrix_x4(r, ldb[ks] + sb + j * BLOCK16_BYTES);
         b[2 * j][0] = r[0];
         b[2 * j][1] = r[1];
         b[2 * j + 1][0] = r[2];
@@ -233,21 +259,35 @@ __global__ void __launch_bounds__(Cfg::THREADS, Cfg::MIN_BLOCKS)
   // are put in flight first, one commit group per tile (empty groups past
   // the last tile keep the group count uniform, so wait<STAGES-2> always
   // means "tile kt has landed").
+  // Tiles are loaded in increasing order, each once, and none after the first
+  // one skipped, so one position `ld` (the next tile to load) is decoded at
+  // kt_begin, which may lie inside a tap (split-K), and stepped after each
+  // load. The prologue, STAGES-1 tiles behind, decodes its tile's position
+  // itself (a second stepped position costs registers the 128x128 tile does
+  // not have under its cap: a 4-byte spill).
+  const KStep kstep = make_kstep<BK>(p, cg);
+  KPos ld = decode_kpos(p, cg, kt_begin * BK + chunk * 8);
 #pragma unroll
   for (int s = 0; s < STAGES - 1; ++s) {
-    if (kt_begin + s < kt_end) load_tile((kt_begin + s) % STAGES, kt_begin + s);
+    if (kt_begin + s < kt_end) {
+      load_tile(unsigned(kt_begin + s) % STAGES, ld);
+      advance_kpos<BK>(ld, kstep, p, cg);
+    }
     ptx::cp_async_commit();
   }
   for (int kt = kt_begin; kt < kt_end; ++kt) {
-    const int stage = kt % STAGES;
+    const uint32_t stage = unsigned(kt) % STAGES;
     ptx::cp_async_wait<STAGES - 2>();  // this thread's copies of tile kt are in shared memory
-    if (p.has_prologue()) prologue_tile(stage, kt);
+    if (p.has_prologue()) prologue_tile(stage, decode_kpos(p, cg, kt * BK + chunk * 8));
     // One barrier does two jobs: tile kt (prologue included) becomes visible
     // to every warp, and every warp has finished computing tile kt-1, whose
     // slot ((kt-1) % STAGES == (kt+STAGES-1) % STAGES) is refilled next.
     __syncthreads();
     const int next = kt + STAGES - 1;
-    if (next < kt_end) load_tile(next % STAGES, next);
+    if (next < kt_end) {
+      load_tile(unsigned(next) % STAGES, ld);
+      advance_kpos<BK>(ld, kstep, p, cg);
+    }
     ptx::cp_async_commit();
     compute_tile(stage);  // overlaps with the STAGES-1 tiles in flight
   }

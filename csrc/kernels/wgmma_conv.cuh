@@ -40,10 +40,12 @@
 
 #include <cuda_runtime.h>
 
+#include <climits>
 #include <cstdint>
 
 #include "kernels/conv_params.h"
 #include "kernels/epilogue.cuh"
+#include "kernels/gather.cuh"
 #include "kernels/launch.h"
 #include "kernels/ptx.cuh"
 #include "kernels/ptx_sm90.cuh"
@@ -119,95 +121,93 @@ __global__ void __launch_bounds__(Cfg::THREADS, Cfg::MIN_BLOCKS)
   // ---- Loader state (as in implicit_gemm.cuh, with 8 chunks per row).
   // Thread t copies chunk column t % 8 of tile rows t / 8 + 32i of A
   // (i < A_LOADS) and of B (i < B_LOADS): a fixed k offset inside every k
-  // tile, so one (r, s, c) decode per k tile serves all its copies. Its rows
-  // all have the same row % 8 (ROW_STEP = 32), so their swizzled chunk
-  // position is the same and row i sits at thread_off + i * ROW_STEP * 128.
+  // tile, so one reduction position (gather.cuh) serves all its copies of a
+  // tile, stepped from tile to tile. Its rows all have the same row % 8
+  // (ROW_STEP = 32), so their swizzled chunk position is the same and row i
+  // sits at thread_off + i * ROW_STEP * 128.
   const int chunk = threadIdx.x % Cfg::CHUNKS;
   const int row0 = threadIdx.x / Cfg::CHUNKS;
   const uint32_t thread_off = wgmma_detail::sw128_offset(row0, chunk);
   constexpr uint32_t ROW_STEP_BYTES = Cfg::ROW_STEP * ROW_BYTES;
 
-  // A rows are output pixels: x[n, 0, 0, g*Cg] and the input position of tap (0, 0).
-  const T* a_ptr[Cfg::A_LOADS];
+  // A rows are output pixels m = (n, op, oq): per row the input position
+  // (h0, w0) of tap (0, 0) and the byte address of x[n, h0, w0, g*Cg] (an
+  // integer; outside x for a padded position, used only with a tap that
+  // brings it inside). Per k tile one 64-bit tap offset is added to it.
+  // Rows past M get h0 = INT_MIN, which the padding check always rejects.
+  uint64_t a_addr[Cfg::A_LOADS];
   int a_h0[Cfg::A_LOADS], a_w0[Cfg::A_LOADS];
-  bool a_row_ok[Cfg::A_LOADS];
 #pragma unroll
   for (int i = 0; i < Cfg::A_LOADS; ++i) {
     const int64_t m = m0 + row0 + i * Cfg::ROW_STEP;
-    a_row_ok[i] = m < M;
-    const int64_t mm = a_row_ok[i] ? m : 0;
+    const bool row_ok = m < M;
+    const int64_t mm = row_ok ? m : 0;
     const int64_t pq = int64_t(p.P) * p.Q;
     const int64_t n = mm / pq;
     const int op = int((mm - n * pq) / p.Q);
     const int oq = int(mm - n * pq - int64_t(op) * p.Q);
-    a_ptr[i] = x + n * p.H * p.W * p.C + int64_t(group) * cg;
-    a_h0[i] = op * p.stride_h - p.pad_h;
-    a_w0[i] = oq * p.stride_w - p.pad_w;
+    const int h0 = op * p.stride_h - p.pad_h, w0 = oq * p.stride_w - p.pad_w;
+    const int64_t off = ((n * p.H + h0) * p.W + w0) * p.C + int64_t(group) * cg;
+    a_addr[i] = reinterpret_cast<uint64_t>(x) + uint64_t(off) * sizeof(T);
+    a_h0[i] = row_ok ? h0 : INT_MIN;
+    a_w0[i] = w0;
   }
-  // B rows are output channels: the KRSC weight row of channel g*Kg + n.
-  const T* b_ptr[Cfg::B_LOADS];
+  // B rows are output channels: the byte address of the KRSC weight row of
+  // channel g*Kg + n (rows past Kg read row 0 of the group and are
+  // zero-filled). Per k tile the thread adds one byte offset to it.
+  uint64_t b_addr[Cfg::B_LOADS];
   bool b_row_ok[Cfg::B_LOADS];
 #pragma unroll
   for (int i = 0; i < Cfg::B_LOADS; ++i) {
     const int n = n0 + row0 + i * Cfg::ROW_STEP;
     b_row_ok[i] = n < kg;
-    b_ptr[i] = w + int64_t(group * kg + (b_row_ok[i] ? n : 0)) * gemm_k;
+    b_addr[i] = reinterpret_cast<uint64_t>(w + int64_t(group * kg + (b_row_ok[i] ? n : 0)) * gemm_k);
   }
 
-  // This thread's k index in k tile kt, decoded into channel c and tap offsets.
-  // 8 | Cg, so the 8 elements of the chunk never straddle two taps.
-  struct KCoord {
-    int k, c, dh, dw;
-    bool ok;
-  };
-  auto decode_k = [&](int kt) {
-    const int k = kt * BK + chunk * 8;
-    const int rs = k / cg;
-    const int r = rs / p.S;
-    return KCoord{k, k - rs * cg, r * p.dil_h, (rs - r * p.S) * p.dil_w, k < gemm_k};
-  };
-  // Whether A row i has a real (non-padding) input element at k coordinate kc.
-  auto a_ok = [&](int i, const KCoord& kc) {
-    return kc.ok && a_row_ok[i] && unsigned(a_h0[i] + kc.dh) < unsigned(p.H) &&
-           unsigned(a_w0[i] + kc.dw) < unsigned(p.W);
+  // Whether A row i has a real (non-padding) input element at position kp;
+  // h_lim = h_limit(p, kp, gemm_k) folds in k < gemm_k.
+  auto a_ok = [&](int i, const KPos& kp, unsigned h_lim) {
+    return unsigned(a_h0[i] + kp.dh) < h_lim && unsigned(a_w0[i] + kp.dw) < unsigned(p.W);
   };
 
-  // Issue the copies of k tile kt into ring slot `stage`; padding taps, rows
-  // past M or Kg and k past gemm_k are zero-filled by cp.async (src-size 0).
-  auto load_tile = [&](int stage, int kt) {
-    const KCoord kc = decode_k(kt);
-    const uint32_t sa = smem_base + uint32_t(stage) * Cfg::STAGE_BYTES + thread_off;
+  // Issue the copies of the k tile at position kp into ring slot `stage`;
+  // padding taps, rows past M or Kg and k past gemm_k are zero-filled by
+  // cp.async (src-size 0; the source is then x or a valid weight row).
+  auto load_tile = [&](uint32_t stage, const KPos& kp) {
+    const unsigned h_lim = h_limit(p, kp, gemm_k);
+    const uint64_t tap_bytes = uint64_t(tap_offset(p, kp)) * sizeof(T);
+    const uint32_t sa = smem_base + stage * Cfg::STAGE_BYTES + thread_off;
     const uint32_t sb = sa + Cfg::A_BYTES;
 #pragma unroll
     for (int i = 0; i < Cfg::A_LOADS; ++i) {
-      const bool ok = a_ok(i, kc);
-      const T* src = ok ? a_ptr[i] + (int64_t(a_h0[i] + kc.dh) * p.W + (a_w0[i] + kc.dw)) * p.C + kc.c : x;
-      ptx::cp_async_16(sa + i * ROW_STEP_BYTES, src, ok);
+      const bool ok = a_ok(i, kp, h_lim);
+      const uint64_t src = ok ? a_addr[i] + tap_bytes : reinterpret_cast<uint64_t>(x);
+      ptx::cp_async_16(sa + i * ROW_STEP_BYTES, reinterpret_cast<const void*>(src), ok);
     }
+    const bool k_ok = kp.k < gemm_k;
+    // One select per tile keeps every B source inside its row (k past gemm_k
+    // reads the row's start, zero-filled).
+    const uint32_t kb_bytes = uint32_t(k_ok ? kp.k : 0) * uint32_t(sizeof(T));
 #pragma unroll
-    for (int i = 0; i < Cfg::B_LOADS; ++i) {
-      const bool ok = kc.ok && b_row_ok[i];
-      ptx::cp_async_16(sb + i * ROW_STEP_BYTES, ok ? b_ptr[i] + kc.k : w, ok);
-    }
+    for (int i = 0; i < Cfg::B_LOADS; ++i)
+      ptx::cp_async_16(sb + i * ROW_STEP_BYTES, reinterpret_cast<const void*>(b_addr[i] + kb_bytes),
+                       k_ok && b_row_ok[i]);
   };
 
   // Prologue pre(x) = relu(in_scale*x + in_shift), in place on the A chunks
   // this thread copied itself (its own cp.async wait makes them visible to
   // it). Chunks that were zero-filled stay zero: padding is applied after pre().
-  auto prologue_tile = [&](int stage, int kt) {
-    const KCoord kc = decode_k(kt);
-    if (!kc.ok) return;
+  // kp is the position of the tile in `stage`.
+  auto prologue_tile = [&](uint32_t stage, const KPos& kp) {
+    if (kp.k >= gemm_k) return;
     float a[8], b[8];
-#pragma unroll
-    for (int j = 0; j < 8; ++j) {
-      const int c = group * cg + kc.c + j;
-      a[j] = p.in_scale ? __ldg(p.in_scale + c) : 1.f;
-      b[j] = p.in_shift ? __ldg(p.in_shift + c) : 0.f;
-    }
+    load_coeffs8(p.in_scale, group * cg + kp.c, 1.f, a);
+    load_coeffs8(p.in_shift, group * cg + kp.c, 0.f, b);
+    const unsigned h_lim = unsigned(p.H);  // k < gemm_k here
     unsigned char* sa = smem + stage * Cfg::STAGE_BYTES + thread_off;
 #pragma unroll
     for (int i = 0; i < Cfg::A_LOADS; ++i) {
-      if (!a_ok(i, kc)) continue;
+      if (!a_ok(i, kp, h_lim)) continue;
       uint4* slot = reinterpret_cast<uint4*>(sa + i * ROW_STEP_BYTES);
       uint4 raw = *slot;
       T* v = reinterpret_cast<T*>(&raw);
@@ -224,19 +224,25 @@ __global__ void __launch_bounds__(Cfg::THREADS, Cfg::MIN_BLOCKS)
   float acc[Cfg::ACC];
 #pragma unroll
   for (int i = 0; i < Cfg::ACC; ++i) acc[i] = 0.f;
-  const uint64_t desc_a0 = ptx::smem_desc_sw128(smem_base + uint32_t(wg) * Cfg::WG_ROWS * ROW_BYTES);
-  const uint64_t desc_b0 = ptx::smem_desc_sw128(smem_base + Cfg::A_BYTES);
+  // Descriptors: only the start-address field (bits 0-13 of the low word)
+  // changes between stages and k16 steps. Every shared address is below 2^18,
+  // so adding (offset >> 4) to the low word never carries out of that field:
+  // the k-loop works on 32-bit low words and pairs them with the constant
+  // high word (SBO and swizzle mode, 0x40000040).
+  const uint32_t desc_hi = uint32_t(ptx::smem_desc_sw128(0) >> 32);
+  const uint32_t desc_a_lo = uint32_t(ptx::smem_desc_sw128(smem_base + uint32_t(wg) * Cfg::WG_ROWS * ROW_BYTES));
+  const uint32_t desc_b_lo = uint32_t(ptx::smem_desc_sw128(smem_base + Cfg::A_BYTES));
+  auto desc = [&](uint32_t lo) { return (uint64_t(desc_hi) << 32) | lo; };
 
   // The 4 k16 steps of the k tile in slot `stage`, as one wgmma group. Step ks
   // reads bytes 32ks .. 32ks+31 of every (swizzled) row: start address + 32ks.
-  auto mma_tile = [&](int stage) {
-    const uint32_t stage_off = uint32_t(stage) * Cfg::STAGE_BYTES;
+  auto mma_tile = [&](uint32_t stage) {
+    const uint32_t stage_lo = (stage * Cfg::STAGE_BYTES) >> 4;
     ptx::fence_operands(acc);  // C++ accesses of acc (the zeroing) stay before the fence
     ptx::wgmma_fence();
 #pragma unroll
     for (int ks = 0; ks < BK / 16; ++ks) {
-      ptx::Wgmma<T, BN>::mma(acc, ptx::desc_advance(desc_a0, stage_off + ks * 32),
-                             ptx::desc_advance(desc_b0, stage_off + ks * 32), 1);
+      ptx::Wgmma<T, BN>::mma(acc, desc(desc_a_lo + stage_lo + ks * 2), desc(desc_b_lo + stage_lo + ks * 2), 1);
     }
     ptx::wgmma_commit_group();
   };
@@ -256,15 +262,25 @@ __global__ void __launch_bounds__(Cfg::THREADS, Cfg::MIN_BLOCKS)
   // every iteration commits one group, empty past the last tile, so before the
   // wait of iteration kt exactly STAGES-2+kt groups exist and
   // cp_async_wait<STAGES-3> means "tile kt (group kt) has landed".
+  //
+  // Tiles are loaded in increasing order, each once, none after the first one
+  // skipped: the position `ld` of the next tile to load starts at k tile 0 and
+  // is stepped after each load. The prologue, STAGES-2 tiles behind, decodes
+  // its tile's position itself (prologue path only).
+  const KStep kstep = make_kstep<BK>(p, cg);
+  KPos ld = decode_kpos(p, cg, chunk * 8);
 #pragma unroll
   for (int s = 0; s < STAGES - 2; ++s) {
-    if (s < k_tiles) load_tile(s, s);
+    if (s < k_tiles) {
+      load_tile(s, ld);
+      advance_kpos<BK>(ld, kstep, p, cg);
+    }
     ptx::cp_async_commit();
   }
   for (int kt = 0; kt < k_tiles; ++kt) {
-    const int stage = kt % STAGES;
+    const uint32_t stage = unsigned(kt) % STAGES;
     ptx::cp_async_wait<STAGES - 3>();  // this thread's copies of tile kt are in shared memory
-    if (p.has_prologue()) prologue_tile(stage, kt);
+    if (p.has_prologue()) prologue_tile(stage, decode_kpos(p, cg, kt * BK + chunk * 8));
     // cp.async writes and the prologue's stores are generic-proxy writes;
     // wgmma reads through the async proxy. Each thread fences its own writes,
     // then the barrier orders every thread's fenced writes before every
@@ -275,7 +291,10 @@ __global__ void __launch_bounds__(Cfg::THREADS, Cfg::MIN_BLOCKS)
     // run), then the refill of tile kt-2's slot.
     mma_tile(stage);
     const int next = kt + STAGES - 2;
-    if (next < k_tiles) load_tile(next % STAGES, next);
+    if (next < k_tiles) {
+      load_tile(unsigned(next) % STAGES, ld);
+      advance_kpos<BK>(ld, kstep, p, cg);
+    }
     ptx::cp_async_commit();
     ptx::wgmma_wait_group<1>();  // tile kt-1's wgmmas are done; tile kt's may run on
   }

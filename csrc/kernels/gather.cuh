@@ -1,0 +1,104 @@
+// The reduction position of the implicit-GEMM gather, shared by the mma.sync
+// (implicit_gemm.cuh) and wgmma (wgmma_conv.cuh) kernels.
+//
+// A loader thread copies one fixed 16-byte chunk column of every k tile, so
+// its k index in tile kt is kt*BK + 8*chunk, i.e. the reduction position
+//   k = (r*S + s)*Cg + c    (c fastest; 8 | Cg, so a chunk never straddles taps).
+// Decoding k into (r, s, c) takes two integer divisions by run-time values
+// (Cg, S): ~25 instructions each in SASS (no hardware divider). The kernels
+// decode once, where a thread's range of k tiles starts, and then step the
+// position by one k tile with two compare-and-subtract carries:
+//   BK = dq*Cg + dr (0 <= dr < Cg),  dq = dqr*S + dqs (0 <= dqs < S);
+//   c += dr;        if c >= Cg: c -= Cg, s += 1      (c + dr < 2*Cg: one carry)
+//   s += dqs;       if s >= S:  s -= S,  r += 1      (s + dqs + 1 < 2*S: one carry)
+//   r += dqr.
+// dq, dr, dqr, dqs depend only on the launch's parameters (per-CTA constants
+// computed once). The position keeps the tap's input offsets dh = r*dil_h and
+// dw = s*dil_w rather than r and s (the padding check and the address need
+// only those), so s >= S becomes dw >= S*dil_w. Past the last tap (k >=
+// gemm_k) the position keeps stepping harmlessly: r >= R, and every user
+// checks k < gemm_k first.
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/conv_params.h"
+
+namespace resnet_kernels {
+
+struct KPos {
+  int k;       // flat reduction index of this thread's chunk: valid while k < gemm_k
+  int c;       // channel within the group (a multiple of 8)
+  int dh, dw;  // input offsets of tap (r, s): r*dil_h, s*dil_w
+};
+
+// Per-CTA constants of one BK step of a KPos.
+struct KStep {
+  int dc;      // dr: channel advance
+  int dw, dh;  // dqs*dil_w, dqr*dil_h: tap advance without carries
+  int span_w;  // S*dil_w: where dw wraps to the next filter row
+};
+
+__device__ __forceinline__ KPos decode_kpos(const ConvParams& p, int cg, int k) {
+  const int rs = k / cg;
+  const int r = rs / p.S;
+  return KPos{k, k - rs * cg, r * p.dil_h, (rs - r * p.S) * p.dil_w};
+}
+
+template <int BK>
+__device__ __forceinline__ KStep make_kstep(const ConvParams& p, int cg) {
+  const int dq = BK / cg, dqr = dq / p.S;
+  return KStep{BK - dq * cg, (dq - dqr * p.S) * p.dil_w, dqr * p.dil_h, p.S * p.dil_w};
+}
+
+// kp <- the position of the same chunk one k tile (BK elements) later.
+template <int BK>
+__device__ __forceinline__ void advance_kpos(KPos& kp, const KStep& st, const ConvParams& p, int cg) {
+  kp.k += BK;
+  kp.c += st.dc;
+  kp.dw += st.dw;
+  kp.dh += st.dh;
+  if (kp.c >= cg) {  // channel carry into the next tap
+    kp.c -= cg;
+    kp.dw += p.dil_w;
+  }
+  if (kp.dw >= st.span_w) {  // tap carry into the next filter row
+    kp.dw -= st.span_w;
+    kp.dh += p.dil_h;
+  }
+}
+
+// Element offset of tap (dh, dw), channel c relative to the tap-(0, 0)
+// position of a pixel in NHWC x: (dh*W + dw)*C + c, in 64 bits (dh*W*C can
+// pass 2^31 for a large image).
+__device__ __forceinline__ int64_t tap_offset(const ConvParams& p, const KPos& kp) {
+  return (int64_t(kp.dh) * p.W + kp.dw) * p.C + kp.c;
+}
+
+// Upper bound of the unsigned row test of the padding check: H while k is a
+// real reduction index, else 0, which fails every row (so one select per k
+// tile replaces a k < gemm_k test per row).
+__device__ __forceinline__ unsigned h_limit(const ConvParams& p, const KPos& kp, int gemm_k) {
+  return kp.k < gemm_k ? unsigned(p.H) : 0u;
+}
+
+// pre(x) coefficients of the 8 input channels c..c+7 (absolute channel, 8 | c):
+// in_scale (1 when absent) and in_shift (0 when absent). Two 16-byte loads
+// per vector when it is 16-byte aligned (then c*4 bytes keeps it so), else
+// eight 4-byte loads; the values are the same either way.
+__device__ __forceinline__ void load_coeffs8(const float* v, int c, float absent, float (&out)[8]) {
+  if (v == nullptr) {
+#pragma unroll
+    for (int j = 0; j < 8; ++j) out[j] = absent;
+  } else if ((reinterpret_cast<uintptr_t>(v) & 15) == 0) {
+    const float4 lo = __ldg(reinterpret_cast<const float4*>(v + c));
+    const float4 hi = __ldg(reinterpret_cast<const float4*>(v + c + 4));
+    out[0] = lo.x, out[1] = lo.y, out[2] = lo.z, out[3] = lo.w;
+    out[4] = hi.x, out[5] = hi.y, out[6] = hi.z, out[7] = hi.w;
+  } else {
+#pragma unroll
+    for (int j = 0; j < 8; ++j) out[j] = __ldg(v + c + j);
+  }
+}
+
+}  // namespace resnet_kernels
