@@ -9,7 +9,7 @@
 #   build     pip install -e . with the CUDA extension (TORCH_CUDA_ARCH_LIST, default 9.0a);
 #             RK_SKIP_BUILD=1 instead checks that a carried resnet_kernels/_C*.so loads
 #   kernels   CMake build of csrc/kernels + ctest (the kernels against a naive CUDA conv), then
-#             compute-sanitizer memcheck and racecheck on the same executable; kernels.log
+#             compute-sanitizer memcheck and racecheck on its --quick subset; kernels.log
 #   test      pytest tests -q (Triton autotuning off), with tests-junit.xml; RK_TEST_ARGS adds arguments
 #   bench     pytest benchmarks/ --benchmark-only, JSON in bench-TAG.json
 #   report    report.md and PNG charts from every bench-*.json in the folder
@@ -119,10 +119,13 @@ stage_kernels() {
     } 2>&1 | tee -a "$out/kernels.log" "$log" >/dev/null || return 1
     for tool in ctest memcheck racecheck; do
         echo "--- $tool" | tee -a "$out/kernels.log" "$log"
+        # The sanitizers slow every launch 10-100x: they run test_conv --quick (fp16, fewer
+        # splits and epilogue variants, no large case; every kernel and path still runs).
         if [[ $tool == ctest ]]; then
             deadline 120 ctest --test-dir "$build" --output-on-failure
         else
-            deadline 240 compute-sanitizer --tool "$tool" --error-exitcode 3 "$build/test_conv"
+            deadline "$([[ $tool == memcheck ]] && echo 150 || echo 120)" \
+                compute-sanitizer --tool "$tool" --error-exitcode 3 "$build/test_conv" --quick
         fi 2>&1 | tail -n 40 | tee -a "$out/kernels.log" "$log"
         local step=${PIPESTATUS[0]}
         echo "$tool: rc=$step" | tee -a "$out/kernels.log" "$log"
