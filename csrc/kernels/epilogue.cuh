@@ -138,4 +138,36 @@ __device__ __forceinline__ float prologue(const ConvParams& p, float x, int c) {
   return relu_keep_nan(a * x + b);
 }
 
+// ---- The staged 16-byte epilogue's shared-memory tile (both tensor-core kernels).
+//
+// Element offset of (row, col) in the BM x BN fp32 staging tile. Rows are BN
+// floats (BN a multiple of 32: every row starts on bank 0); the 16-byte chunk
+// index col/4 is XOR-ed with 2*(row%4). The XOR touches bits 1-2 of the chunk
+// index only, so the two chunks of an aligned 8-column group stay adjacent
+// (2i, 2i+1 -> 2(i^x), 2(i^x)+1) and inside the row's aligned group of 8
+// chunks (128 bytes). Why it is conflict-free: at the stores in each kernel
+// and in read_staged8.
+template <int BN>
+__device__ __forceinline__ int staging_offset(int row, int col) {
+  static_assert(BN % 32 == 0, "rows start on bank 0 and hold whole 8-chunk groups");
+  return row * BN + ((((col >> 2) ^ ((row & 3) << 1))) << 2) + (col & 3);
+}
+
+// v = the 8 staged fp32 values of columns 8t .. 8t+7 of tile row `row`. A
+// 128-bit shared access is served per quarter-warp: 8 consecutive threads, all
+// in one row (the kernels give a row 8 | GROUPS threads), t % 8 = 0..7.
+// Reading chunk 2t first everywhere would hit bank groups 2((t^x) % 4), each
+// twice: a 2-way conflict. Threads with bit 2 of t set read their odd chunk
+// first: first read chunk 2t + b (b = (t >> 2) & 1) -> bank group
+// 2((t % 4) ^ x) + b, distinct over the 8 threads; the second read likewise.
+template <int BN>
+__device__ __forceinline__ void read_staged8(const float* staged, int row, int t, float (&v)[8]) {
+  const int b = (t >> 2) & 1;
+  const float4 first = *reinterpret_cast<const float4*>(staged + staging_offset<BN>(row, 8 * t + 4 * b));
+  const float4 second = *reinterpret_cast<const float4*>(staged + staging_offset<BN>(row, 8 * t + 4 - 4 * b));
+  const float4 lo = b ? second : first, hi = b ? first : second;
+  v[0] = lo.x, v[1] = lo.y, v[2] = lo.z, v[3] = lo.w;
+  v[4] = hi.x, v[5] = hi.y, v[6] = hi.z, v[7] = hi.w;
+}
+
 }  // namespace resnet_kernels

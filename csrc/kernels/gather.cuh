@@ -20,6 +20,7 @@
 // checks k < gemm_k first.
 #pragma once
 
+#include <climits>
 #include <cstdint>
 
 #include "kernels/conv_params.h"
@@ -66,6 +67,29 @@ __device__ __forceinline__ void advance_kpos(KPos& kp, const KStep& st, const Co
     kp.dw -= st.span_w;
     kp.dh += p.dil_h;
   }
+}
+
+// A row of the implicit GEMM: output pixel m = (n, op, oq). The input position
+// (h0, w0) of its tap (0, 0) and the byte address of x[n, h0, w0, g*Cg], as an
+// integer (for a padded position it lies outside x and is only ever used with
+// a tap that brings it inside). Rows past M (m >= M) get h0 = INT_MIN: h0 + dh
+// (dh >= 0, no overflow) is negative, so the padding check alone zero-fills them.
+struct ARow {
+  uint64_t addr;
+  int h0, w0;
+};
+
+template <typename T>
+__device__ __forceinline__ ARow a_row(const ConvParams& p, const T* x, int64_t m, int64_t M, int group, int cg) {
+  const bool row_ok = m < M;
+  const int64_t mm = row_ok ? m : 0;
+  const int64_t pq = int64_t(p.P) * p.Q;
+  const int64_t n = mm / pq;
+  const int op = int((mm - n * pq) / p.Q);
+  const int oq = int(mm - n * pq - int64_t(op) * p.Q);
+  const int h0 = op * p.stride_h - p.pad_h, w0 = oq * p.stride_w - p.pad_w;
+  const int64_t off = ((n * p.H + h0) * p.W + w0) * p.C + int64_t(group) * cg;
+  return ARow{reinterpret_cast<uint64_t>(x) + uint64_t(off) * sizeof(T), row_ok ? h0 : INT_MIN, w0};
 }
 
 // Element offset of tap (dh, dw), channel c relative to the tap-(0, 0)

@@ -58,18 +58,6 @@ struct GemmOutput {
   bool vector_residual;  // vector: 16-byte residual loads (see vector_residual_ok in launch.cu)
 };
 
-// Element offset of (row, col) in the BM x BN fp32 staging tile of the vector
-// epilogue. Rows are BN floats (256 or 512 bytes: every row starts on bank 0);
-// the 16-byte chunk index col/4 is XOR-ed with 2*(row%4), which keeps the two
-// chunks of an aligned 8-column group adjacent (2i and 2i+1 map to 2(i^x) and
-// 2(i^x)+1) and stays inside the row's aligned group of 8 chunks (BN/4 is a
-// multiple of 8). Bank argument: see the two uses in the kernel.
-template <int BN>
-__device__ __forceinline__ int staging_offset(int row, int col) {
-  static_assert(BN % 32 == 0, "rows start on bank 0 and hold whole 8-chunk groups");
-  return row * BN + ((((col >> 2) ^ ((row & 3) << 1))) << 2) + (col & 3);
-}
-
 template <typename T, typename Cfg>
 __global__ void __launch_bounds__(Cfg::THREADS, Cfg::MIN_BLOCKS)
     implicit_gemm_kernel(const ConvParams p, const GemmOutput out) {
@@ -117,18 +105,10 @@ __global__ void __launch_bounds__(Cfg::THREADS, Cfg::MIN_BLOCKS)
   int a_h0[Cfg::A_LOADS], a_w0[Cfg::A_LOADS];
 #pragma unroll
   for (int i = 0; i < Cfg::A_LOADS; ++i) {
-    const int64_t m = m0 + row0 + i * Cfg::ROW_STEP;
-    const bool row_ok = m < M;
-    const int64_t mm = row_ok ? m : 0;
-    const int64_t pq = int64_t(p.P) * p.Q;
-    const int64_t n = mm / pq;
-    const int op = int((mm - n * pq) / p.Q);
-    const int oq = int(mm - n * pq - int64_t(op) * p.Q);
-    const int h0 = op * p.stride_h - p.pad_h, w0 = oq * p.stride_w - p.pad_w;
-    const int64_t off = ((n * p.H + h0) * p.W + w0) * p.C + int64_t(group) * cg;
-    a_addr[i] = reinterpret_cast<uint64_t>(x) + uint64_t(off) * sizeof(T);
-    a_h0[i] = row_ok ? h0 : INT_MIN;
-    a_w0[i] = w0;
+    const ARow row = a_row(p, x, m0 + row0 + i * Cfg::ROW_STEP, M, group, cg);
+    a_addr[i] = row.addr;
+    a_h0[i] = row.h0;
+    a_w0[i] = row.w0;
   }
   // B rows are output channels: the byte address of the KRSC weight row of
   // channel g*Kg + n (rows past Kg read row 0 of the group and are
@@ -369,12 +349,8 @@ __global__ void __launch_bounds__(Cfg::THREADS, Cfg::MIN_BLOCKS)
     // 32-byte sectors when 16 | K and 16 | Kg, as in every ResNet layer (the
     // paired path writes 4 lanes x 4 bytes = 16 bytes per row per
     // instruction: half sectors, completed by a second instruction).
-    // A 128-bit shared access is served per quarter-warp: 8 consecutive
-    // threads = one row (GROUPS is 8 or 16), t % 8 = 0..7. Reading chunk 2t
-    // first in all of them would hit bank groups (2(t^x)) % 8: each twice, a
-    // 2-way conflict. Threads with bit 2 of t set read their odd chunk first:
-    // the first read is chunk 2t + b (b = (t >> 2) & 1), bank group
-    // 2((t^x) % 4) + b, distinct over the 8 threads; the second read likewise.
+    // The 8 threads of a quarter-warp are one row (GROUPS is 8 or 16): the
+    // read order of read_staged8 (epilogue.cuh) is conflict-free for them.
     // THREADS is a multiple of GROUPS, so t = tid % GROUPS in every round.
     constexpr int GROUPS = BN / 8;
     static_assert(Cfg::THREADS % GROUPS == 0 && (BM * GROUPS) % Cfg::THREADS == 0, "whole rows per round");
@@ -382,16 +358,13 @@ __global__ void __launch_bounds__(Cfg::THREADS, Cfg::MIN_BLOCKS)
     const int n = n0 + 8 * t;
     if (n >= kg) return;  // 8 | Kg: the group is wholly inside or outside; no barrier follows
     const int k = group * kg + n;
-    const int b = (t >> 2) & 1;  // which half of the 8 columns this thread reads first
 #pragma unroll
     for (int it = 0; it < BM * GROUPS / Cfg::THREADS; ++it) {
       const int row = (it * Cfg::THREADS + threadIdx.x) / GROUPS;
       const int64_t m = m0 + row;
       if (m >= M) break;  // rows only grow with it
-      const float4 first = *reinterpret_cast<const float4*>(staged + staging_offset<BN>(row, 8 * t + 4 * b));
-      const float4 second = *reinterpret_cast<const float4*>(staged + staging_offset<BN>(row, 8 * t + 4 - 4 * b));
-      const float4 lo = b ? second : first, hi = b ? first : second;
-      float v[8] = {lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w};
+      float v[8];
+      read_staged8<BN>(staged, row, t, v);
       residual_relu8<T>(p, v, k, p.residual ? residual_pixel_offset(p, m) : 0, out.vector_residual);
       *reinterpret_cast<uint4*>(y + m * p.K + k) = pack8<T>(v);
     }

@@ -70,19 +70,6 @@ __device__ __forceinline__ uint32_t sw128_offset(int row, int chunk) {
 // never pass for the sm_90a one, whatever else is added to this file.
 constexpr int kProbeSharedInts = 1024;
 
-// Element offset of (row, col) in the BM x BN fp32 staging tile of the vector
-// epilogue (the layout of implicit_gemm.cuh's staging_offset). Rows are BN
-// floats (256, 512 or 1024 bytes: every row starts on bank 0); the 16-byte
-// chunk index col/4 is XOR-ed with 2*(row%4). The XOR touches bits 1-2 of the
-// chunk index only, so the two chunks of an aligned 8-column group stay
-// adjacent (2i, 2i+1 -> 2(i^x), 2(i^x)+1) and inside the row's aligned group
-// of 8 chunks (128 bytes). Why it is conflict-free: at the two uses below.
-template <int BN>
-__device__ __forceinline__ int staging_offset(int row, int col) {
-  static_assert(BN % 32 == 0, "rows start on bank 0 and hold whole 8-chunk groups");
-  return row * BN + (((col >> 2) ^ ((row & 3) << 1)) << 2) + (col & 3);
-}
-
 }  // namespace wgmma_detail
 
 // Which epilogue a launch runs (one value for the whole grid; from ConvPlan).
@@ -139,18 +126,10 @@ __global__ void __launch_bounds__(Cfg::THREADS, Cfg::MIN_BLOCKS)
   int a_h0[Cfg::A_LOADS], a_w0[Cfg::A_LOADS];
 #pragma unroll
   for (int i = 0; i < Cfg::A_LOADS; ++i) {
-    const int64_t m = m0 + row0 + i * Cfg::ROW_STEP;
-    const bool row_ok = m < M;
-    const int64_t mm = row_ok ? m : 0;
-    const int64_t pq = int64_t(p.P) * p.Q;
-    const int64_t n = mm / pq;
-    const int op = int((mm - n * pq) / p.Q);
-    const int oq = int(mm - n * pq - int64_t(op) * p.Q);
-    const int h0 = op * p.stride_h - p.pad_h, w0 = oq * p.stride_w - p.pad_w;
-    const int64_t off = ((n * p.H + h0) * p.W + w0) * p.C + int64_t(group) * cg;
-    a_addr[i] = reinterpret_cast<uint64_t>(x) + uint64_t(off) * sizeof(T);
-    a_h0[i] = row_ok ? h0 : INT_MIN;
-    a_w0[i] = w0;
+    const ARow row = a_row(p, x, m0 + row0 + i * Cfg::ROW_STEP, M, group, cg);
+    a_addr[i] = row.addr;
+    a_h0[i] = row.h0;
+    a_w0[i] = row.w0;
   }
   // B rows are output channels: the byte address of the KRSC weight row of
   // channel g*Kg + n (rows past Kg read row 0 of the group and are
@@ -338,7 +317,7 @@ __global__ void __launch_bounds__(Cfg::THREADS, Cfg::MIN_BLOCKS)
       const int col = j * 8 + 2 * (lane % 4);
 #pragma unroll
       for (int half = 0; half < 2; ++half)
-        *reinterpret_cast<float2*>(staged + wgmma_detail::staging_offset<BN>(frag_row + half * 8, col)) =
+        *reinterpret_cast<float2*>(staged + staging_offset<BN>(frag_row + half * 8, col)) =
             make_float2(acc[4 * j + 2 * half], acc[4 * j + 2 * half + 1]);
     }
     __syncthreads();  // the whole tile is staged
@@ -348,12 +327,8 @@ __global__ void __launch_bounds__(Cfg::THREADS, Cfg::MIN_BLOCKS)
     // 256 rounds (4 / 8 / 16 for BN = 64 / 128 / 256). A warp stores 32 x 16
     // contiguous-per-row bytes: 4 rows x 128 B, 2 x 256 B or 1 x 512 B of y,
     // whole 32-byte sectors (16 | K, 16 | Kg as in every ResNet layer).
-    // A 128-bit shared access is served per quarter-warp: 8 consecutive
-    // threads, all in one row (GROUPS is a multiple of 8), t % 8 = 0..7.
-    // Reading chunk 2t first everywhere would hit bank groups 2((t^x) % 4):
-    // each twice, a 2-way conflict. Threads with bit 2 of t set read their odd
-    // chunk first: first read chunk 2t + b (b = (t >> 2) & 1) -> bank group
-    // 2((t % 4) ^ x) + b, distinct over the 8 threads; the second read likewise.
+    // The 8 threads of a quarter-warp are one row (GROUPS is a multiple of
+    // 8): the read order of read_staged8 (epilogue.cuh) is conflict-free for them.
     constexpr int GROUPS = BN / 8;
     static_assert(Cfg::THREADS % GROUPS == 0 && (BM * GROUPS) % Cfg::THREADS == 0 && GROUPS % 8 == 0,
                   "whole rows per round, one row per quarter-warp");
@@ -362,17 +337,13 @@ __global__ void __launch_bounds__(Cfg::THREADS, Cfg::MIN_BLOCKS)
     if (n >= kg) return;  // 8 | Kg: the group is wholly inside or outside; no barrier follows
     const int k = group * kg + n;
     const ChannelAffine8 affine = load_affine8(p, k);  // 2 + 2 float4 loads for all the thread's rows
-    const int b = (t >> 2) & 1;  // which half of the 8 columns this thread reads first
 #pragma unroll
     for (int it = 0; it < BM * GROUPS / Cfg::THREADS; ++it) {
       const int row = (it * Cfg::THREADS + threadIdx.x) / GROUPS;
       const int64_t m = m0 + row;
       if (m >= M) break;  // rows only grow with it
-      const float4 first = *reinterpret_cast<const float4*>(staged + wgmma_detail::staging_offset<BN>(row, 8 * t + 4 * b));
-      const float4 second =
-          *reinterpret_cast<const float4*>(staged + wgmma_detail::staging_offset<BN>(row, 8 * t + 4 - 4 * b));
-      const float4 lo = b ? second : first, hi = b ? first : second;
-      float v[8] = {lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w};
+      float v[8];
+      read_staged8<BN>(staged, row, t, v);
       epilogue8<T>(p, v, k, p.residual ? residual_pixel_offset(p, m) : 0, out.vector_residual, affine);
       *reinterpret_cast<uint4*>(y + m * p.K + k) = pack8<T>(v);
     }
