@@ -17,13 +17,14 @@ import pytest
 from resnet_kernels.triton.aot import SM90_SHARED_MEMORY
 
 # name: (ResNet-50 layer, dtype, pre-activation prologue, (BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages),
-#        split_k)
+#        split_k[, channels_last (default True)])
 CONFIGS = {
     "3x3_fp16_128x128x64": ("resnet50.layer3.0.conv2", "float16", False, (128, 128, 64, 8, 3), 1),
     "1x1_gemm_residual_fp16": ("resnet50.layer1.0.conv3", "float16", False, (128, 256, 64, 8, 3), 1),
     "3x3_s2_bf16_preactivation": ("resnet50.layer2.0.conv2", "bfloat16", True, (128, 128, 32, 4, 4), 1),
     "stem_7x7_c3_fp16": ("resnet50.conv1", "float16", False, (64, 64, 64, 4, 3), 1),
     "3x3_late_split16_fp16": ("resnet50.layer4.1.conv2", "float16", False, (64, 64, 64, 4, 3), 16),
+    "stem_nchw_flat_fp16": ("resnet50.conv1", "float16", False, (64, 64, 32, 4, 4), 1, False),
 }
 
 
@@ -68,7 +69,8 @@ def test_split_k_compiles_with_its_reduction_kernel(compiled):
 def test_the_configs_cover_the_special_paths(compiled):
     assert compiled["1x1_gemm_residual_fp16"]["is_gemm"]
     assert compiled["1x1_gemm_residual_fp16"]["halves"] and not compiled["3x3_fp16_128x128x64"]["halves"]
-    assert compiled["stem_7x7_c3_fp16"]["flat_k"]
+    assert compiled["stem_7x7_c3_fp16"]["row_run"] and not compiled["stem_7x7_c3_fp16"]["flat_k"]
+    assert compiled["stem_nchw_flat_fp16"]["flat_k"] and not compiled["stem_nchw_flat_fp16"]["row_run"]
     assert not compiled["3x3_fp16_128x128x64"]["flat_k"] and not compiled["3x3_fp16_128x128x64"]["is_gemm"]
 
 

@@ -49,24 +49,26 @@ def specialise(fn, args: dict, constants: dict):
     return signature, constexprs, attrs
 
 
-def layer_call(layer_name: str, dtype: str, preactivation: bool, batch: int = 1) -> tuple:
+def layer_call(layer_name: str, dtype: str, preactivation: bool, batch: int = 1, channels_last: bool = True) -> tuple:
     """The op's arguments for `layer_name` (a distinct ResNet-50 layer); see conv_layer_call."""
     from ..layer_shapes import distinct_layers
 
     layers = {lay.name: lay for lay in distinct_layers(["resnet50"])}
     if layer_name not in layers:
         raise ValueError(f"layer must be one of {sorted(layers)}, got {layer_name!r}")
-    return conv_layer_call(layers[layer_name], dtype, preactivation, batch)
+    return conv_layer_call(layers[layer_name], dtype, preactivation, batch, channels_last=channels_last)
 
 
-def conv_layer_call(layer, dtype: str, preactivation: bool = False, batch: int = 1, device="cpu") -> tuple:
-    """The op's arguments for one ConvLayer (layer_shapes.py) as a ResNet calls it: channels_last,
-    BN folded to fp32 scale/shift, the residual where the layer has one, and with a BN+ReLU
-    prologue on the input for pre-activation. Values are uninitialised: for compiling only."""
+def conv_layer_call(layer, dtype: str, preactivation: bool = False, batch: int = 1, device="cpu",
+                    channels_last: bool = True) -> tuple:
+    """The op's arguments for one ConvLayer (layer_shapes.py) as a ResNet calls it: channels_last
+    (unless told otherwise), BN folded to fp32 scale/shift, the residual where the layer has one,
+    and with a BN+ReLU prologue on the input for pre-activation. Values are uninitialised: for
+    compiling only."""
     import torch
 
     dt = getattr(torch, dtype)
-    cl = torch.channels_last
+    cl = torch.channels_last if channels_last else torch.contiguous_format
     x = torch.empty(batch, layer.C, layer.H, layer.W, dtype=dt, device=device, memory_format=cl)
     w = torch.empty(layer.K, layer.C // layer.groups, layer.R, layer.S, dtype=dt, device=device)
     res = None
@@ -116,7 +118,8 @@ def _sm90(jit_fn, args: dict, constants: dict, warps: int, stages: int):
     )
 
 
-def compile_layer(layer: str, dtype: str, preactivation: bool, spec: tuple, split_k: int = 1) -> dict:
+def compile_layer(layer: str, dtype: str, preactivation: bool, spec: tuple, split_k: int = 1,
+                  channels_last: bool = True) -> dict:
     """Compile the conv kernel (and with split_k > 1 its reduce kernel) for one layer and one
     (BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages); returns facts about the result."""
     from .conv import _EPILOGUE_ARGS, kernel_args
@@ -124,7 +127,7 @@ def compile_layer(layer: str, dtype: str, preactivation: bool, spec: tuple, spli
     from .tuning import epilogue_halves, flat_k
 
     bm, bn, bk, warps, stages = spec
-    args, groups = kernel_args(*layer_call(layer, dtype, preactivation), None, split_k)
+    args, groups = kernel_args(*layer_call(layer, dtype, preactivation, channels_last=channels_last), None, split_k)
     tiles = {"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk}
     # The values of the kernel's triton.heuristics, as a launch computes them.
     tiles["FLAT_K"] = flat_k({**args, **tiles})
@@ -134,7 +137,8 @@ def compile_layer(layer: str, dtype: str, preactivation: bool, spec: tuple, spli
     facts = {
         "wgmma": "wgmma.mma_async" in kernel.asm["ptx"],
         "shared": kernel.metadata.shared,
-        "flat_k": tiles["FLAT_K"],
+        "flat_k": tiles["FLAT_K"] and not args["ROW_RUN"],
+        "row_run": args["ROW_RUN"],
         "is_gemm": args["IS_GEMM"],
         "halves": tiles["EPILOGUE_HALVES"],
         **sass_facts(kernel.asm["cubin"]),
