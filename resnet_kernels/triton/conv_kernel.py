@@ -234,7 +234,8 @@ def conv_bn_act_kernel(
     has_pre = HAS_IN_SCALE or HAS_IN_SHIFT
 
     # This group's slice: input channels [group*C, group*C + C), weights
-    # [group] of the packed (G, R*S*C, K) matrix (< 2^31 elements per group).
+    # [group] of the packed (G, R*S*C, K) matrix (< 2^31 elements per group;
+    # ROW_RUN: one group, (1, R*RUN, K)).
     x_base = x_ptr + group * C * sxc
     w_base = w_ptr + group * (R * S * C * K)
     ch_base = group * C
@@ -243,7 +244,8 @@ def conv_bn_act_kernel(
     # with strides are taken in int64.
     ih0 = (p * stride_h - pad_h).to(tl.int32)
     iw0 = (q * stride_w - pad_w).to(tl.int32)
-    img_rows = img * sxn
+    # Each pixel's top-left tap in x (int64); a tap adds a per-column or per-iteration offset.
+    pix = img * sxn + ih0.to(tl.int64) * sxh + iw0.to(tl.int64) * sxw
 
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     if ROW_RUN:
@@ -254,7 +256,6 @@ def conv_bn_act_kernel(
         # (r, j) is a shift and a mask; the horizontal padding is a range of j per
         # pixel: tap s is inside the image iff 0 <= iw0 + s < W, i.e.
         # max(-iw0, 0)*C <= j < min(W - iw0, S)*C.
-        pix = img_rows + ih0.to(tl.int64) * sxh + iw0.to(tl.int64) * sxw
         j_lo = tl.maximum(-iw0, 0) * C
         j_hi = tl.minimum(W - iw0, S) * C
         it_lo, it_hi = _split_range(tl.cdiv(R * RUN, BLOCK_K), SPLIT_K)
@@ -275,7 +276,6 @@ def conv_bn_act_kernel(
     elif FLAT_K:
         RSC = R * S * C
         it_lo, it_hi = _split_range(tl.cdiv(RSC, BLOCK_K), SPLIT_K)
-        pix = img_rows + ih0.to(tl.int64) * sxh + iw0.to(tl.int64) * sxw  # each pixel's top-left tap
         for it in range(it_lo, it_hi):
             kk = it * BLOCK_K + tl.arange(0, BLOCK_K)
             mask_k = kk < RSC
@@ -306,9 +306,6 @@ def conv_bn_act_kernel(
         c0 = (it_lo - tap * c_steps) * BLOCK_K
         r = tap // S
         s = tap - r * S
-        if not IS_GEMM:
-            # Each pixel's top-left tap (int64), plus a per-iteration scalar tap offset.
-            pix = img_rows + ih0.to(tl.int64) * sxh + iw0.to(tl.int64) * sxw
         for it in range(it_lo, it_hi):
             # No channel mask: this path runs only when BLOCK_K divides C (tuning.flat_k).
             offs_c = c0 + tl.arange(0, BLOCK_K)
