@@ -12,6 +12,7 @@ then ``auto``.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 from typing import Callable, Optional
@@ -65,8 +66,13 @@ def triton_interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
+@functools.lru_cache(maxsize=None)
+def _triton_installed() -> bool:
+    return importlib.util.find_spec("triton") is not None  # looked up once: ~10 us a call
+
+
 def _triton_missing(x: torch.Tensor) -> Optional[str]:
-    if importlib.util.find_spec("triton") is None:
+    if not _triton_installed():
         return "backend 'triton' needs the triton package, which is not installed"
     if x.is_cuda or (x.device.type == "cpu" and triton_interpreting()):
         return None

@@ -164,8 +164,8 @@ def conv_bn_act(
     )
 
     def grid(meta):
-        tiles_m = triton.cdiv(args["M"], meta["BLOCK_M"])
-        return (tiles_m * triton.cdiv(args["K"], meta["BLOCK_N"]), kernel_groups, args["SPLIT_K"])
+        tiles_m = tuning.cdiv(args["M"], meta["BLOCK_M"])
+        return (tiles_m * tuning.cdiv(args["K"], meta["BLOCK_N"]), kernel_groups, args["SPLIT_K"])
 
     if tuning.interpreting():
         _interpreter_compat.install()
@@ -185,7 +185,7 @@ def _reduce_splits(args: dict, channels: int) -> None:
 def _reduce_launch(args: dict, channels: int) -> tuple:
     """The grid and the launch-only arguments of splitk_epilogue_kernel for one split call."""
     block = 32 if tuning.interpreting() else 64
-    grid = (triton.cdiv(args["M"], block), triton.cdiv(channels, block))
+    grid = (tuning.cdiv(args["M"], block), tuning.cdiv(channels, block))
     halves = tuning.epilogue_halves({"BLOCK_M": block, "BLOCK_N": block, "num_warps": 4})
     return grid, dict(KT=channels, ws_split_stride=args["M"] * channels, BLOCK_M=block, BLOCK_N=block,
                       EPILOGUE_HALVES=halves, num_warps=4)

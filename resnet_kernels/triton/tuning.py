@@ -20,6 +20,7 @@ correctness runs over many shapes, where tuning each would cost minutes.
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import Optional
 
@@ -51,8 +52,17 @@ _SMEM_BUDGET = 200 * 1024
 AUTOTUNE_ENV = "RESNET_KERNELS_TRITON_AUTOTUNE"
 
 
+def cdiv(a: int, b: int) -> int:
+    """ceil(a / b) for the host side (triton.cdiv is a JIT function: ~6 us a call from Python)."""
+    return -(-a // b)
+
+
+# Triton reads TRITON_INTERPRET when a kernel is defined, i.e. at import: so does this module.
+_INTERPRETING = os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
 def interpreting() -> bool:
-    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+    return _INTERPRETING
 
 
 def autotuning() -> bool:
@@ -77,11 +87,11 @@ def split_k(M: int, K: int, groups: int, reduction: int, num_sms: int) -> int:
     least half the SMs a program; else enough splits to reach one program per
     SM, at most _MAX_SPLIT and keeping _MIN_SPLIT_ITERS iterations of 64 per split.
     """
-    programs = triton.cdiv(M, _SPLIT_TILE) * triton.cdiv(K, _SPLIT_TILE) * groups
+    programs = cdiv(M, _SPLIT_TILE) * cdiv(K, _SPLIT_TILE) * groups
     if 2 * programs >= num_sms:
         return 1
     by_length = reduction // (_SPLIT_TILE * _MIN_SPLIT_ITERS)
-    return max(1, min(triton.cdiv(num_sms, programs), by_length, _MAX_SPLIT))
+    return max(1, min(cdiv(num_sms, programs), by_length, _MAX_SPLIT))
 
 
 _sm_counts: dict = {}  # torch.device -> number of SMs
@@ -112,6 +122,7 @@ def flat_k(args: dict) -> bool:
     return args["C"] % args["BLOCK_K"] != 0
 
 
+@functools.lru_cache(maxsize=None)
 def may_walk_flat(C: int) -> bool:
     """Whether some candidate's BLOCK_K leaves a flat walk (flat_k) for C channels: the host then
     passes the decode table (taps.py) the flat walk reads."""

@@ -47,8 +47,7 @@ def shapes(models: Iterable[str], batches: Iterable[int], dtypes: Iterable[str])
 def warm_layer(layer, batch: int, dtype: str, device="cuda") -> int:
     """Compile (without launching) every candidate the autotuner would try for one layer call,
     and the split-K reduce kernel when the call splits; returns the number of kernels compiled."""
-    import triton
-
+    from . import tuning
     from .aot import conv_layer_call
     from .conv import _EPILOGUE_ARGS, _reduce_launch, kernel_args
     from .conv_kernel import conv_bn_act_kernel, splitk_epilogue_kernel
@@ -56,7 +55,7 @@ def warm_layer(layer, batch: int, dtype: str, device="cuda") -> int:
     args, groups = kernel_args(*conv_layer_call(layer, DTYPE_NAMES.get(dtype, dtype), False, batch, device))
 
     def grid(meta):  # never evaluated by a warm-up; the launch's grid, for completeness
-        return (triton.cdiv(args["M"], meta["BLOCK_M"]) * triton.cdiv(args["K"], meta["BLOCK_N"]), groups,
+        return (tuning.cdiv(args["M"], meta["BLOCK_M"]) * tuning.cdiv(args["K"], meta["BLOCK_N"]), groups,
                 args["SPLIT_K"])
 
     compiled = len(conv_bn_act_kernel.warmup(**args, grid=grid))
