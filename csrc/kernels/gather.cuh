@@ -4,10 +4,14 @@
 // A loader thread copies one fixed 16-byte chunk column of every k tile, so
 // its k index in tile kt is kt*BK + 8*chunk, i.e. the reduction position
 //   k = (r*S + s)*Cg + c    (c fastest; 8 | Cg, so a chunk never straddles taps).
-// Decoding k into (r, s, c) takes two integer divisions by run-time values
-// (Cg, S): ~25 instructions each in SASS (no hardware divider). The kernels
-// decode once, where a thread's range of k tiles starts, and then step the
-// position by one k tile with two compare-and-subtract carries:
+// Decoding k into (r, s, c) takes two divisions by run-time values (Cg, S):
+// ~25 instructions each as integer divisions in SASS (no hardware divider),
+// ~4 each as a multiply-high by a constant the launcher computes (FastDiv
+// below), which is what decode_kpos does. The loaders decode once, where a
+// thread's range of k tiles starts, and then step the position by one k tile
+// with two compare-and-subtract carries (cheaper still, and it needs no
+// multiply); the prologue, which trails the loads by a few tiles, decodes
+// its tile's position with decode_kpos. The stepping:
 //   BK = dq*Cg + dr (0 <= dr < Cg),  dq = dqr*S + dqs (0 <= dqs < S);
 //   c += dr;        if c >= Cg: c -= Cg, s += 1      (c + dr < 2*Cg: one carry)
 //   s += dqs;       if s >= S:  s -= S,  r += 1      (s + dqs + 1 < 2*S: one carry)
@@ -40,9 +44,53 @@ struct KStep {
   int span_w;  // S*dil_w: where dw wraps to the next filter row
 };
 
-__device__ __forceinline__ KPos decode_kpos(const ConvParams& p, int cg, int k) {
-  const int rs = k / cg;
-  const int r = rs / p.S;
+// Division by a run-time divisor without a divide sequence: for
+// 0 <= n < 2^31 and 1 <= d < 2^31, with l = ceil(log2 d) and
+// mul = ceil(2^(31+l) / d),
+//   n / d == floor(n * mul / 2^(31+l)) == umulhi(2n, mul) >> l.
+// Why: mul*d = 2^(31+l) + e with 0 <= e < d <= 2^l, so
+//   n*mul / 2^(31+l) = n/d + e*n / (d * 2^(31+l)),  and the error term is
+//   < 2^l * 2^31 / (d * 2^(31+l)) = 1/d;
+// n/d = q + rem/d with rem <= d-1, so the sum stays below q + 1 and its floor
+// is q. mul < 2^32: for d a power of two mul = 2^31, otherwise 2^(l-1) < d and
+// 2^(31+l)/d < 2^32 (rounded up: still below it, d > 2^(l-1) being an
+// integer). 2n < 2^32 fits the 32-bit multiply, and floor(floor(x / 2^32) /
+// 2^l) = floor(x / 2^(32+l)). Computed on the host once per launch; in the
+// kernel it is one IMAD.HI and one shift (both operands uniform), where the
+// division was an ~25-instruction I2F/MUFU.RCP/IMAD.HI sequence.
+struct FastDiv {
+  uint32_t mul;
+  uint32_t shift;  // l
+};
+
+inline FastDiv make_fast_div(int d) {
+  if (d < 1) return FastDiv{0, 0};  // not a divisor the kernels are launched with (8 | Cg, S >= 1)
+  uint32_t l = 0;
+  while ((uint64_t(1) << l) < uint64_t(d)) ++l;
+  const uint64_t mul = ((uint64_t(1) << (31 + l)) + uint64_t(d) - 1) / uint64_t(d);
+  return FastDiv{uint32_t(mul), l};
+}
+
+// n / d for 0 <= n < 2^31 (see FastDiv).
+__device__ __forceinline__ int fast_div(int n, const FastDiv& f) {
+  return int(__umulhi(uint32_t(n) << 1, f.mul) >> f.shift);
+}
+
+// The two divisors of the reduction position: Cg (k -> tap, channel) and S
+// (tap -> filter row, column). A kernel argument next to ConvParams, filled
+// by the launchers (make_kdecode), so the op and the tests that fill
+// ConvParams are unchanged.
+struct KDecode {
+  FastDiv cg, s;
+};
+
+inline KDecode make_kdecode(const ConvParams& p) { return KDecode{make_fast_div(p.c_per_group()), make_fast_div(p.S)}; }
+
+// The position of reduction index k (0 <= k < 2^31; any k, also past gemm_k):
+// the same values as k / Cg and rs / S would give, without a divide sequence.
+__device__ __forceinline__ KPos decode_kpos(const ConvParams& p, const KDecode& kd, int cg, int k) {
+  const int rs = fast_div(k, kd.cg);
+  const int r = fast_div(rs, kd.s);
   return KPos{k, k - rs * cg, r * p.dil_h, (rs - r * p.S) * p.dil_w};
 }
 

@@ -60,7 +60,7 @@ struct GemmOutput {
 
 template <typename T, typename Cfg>
 __global__ void __launch_bounds__(Cfg::THREADS, Cfg::MIN_BLOCKS)
-    implicit_gemm_kernel(const ConvParams p, const GemmOutput out) {
+    implicit_gemm_kernel(const ConvParams p, const GemmOutput out, const KDecode kd) {
   constexpr int BM = Cfg::BM, BN = Cfg::BN, BK = Cfg::BK, STAGES = Cfg::STAGES;
   extern __shared__ __align__(128) unsigned char smem[];
   T* smem_a = reinterpret_cast<T*>(smem);           // STAGES x [BM][BK]
@@ -244,9 +244,10 @@ __global__ void __launch_bounds__(Cfg::THREADS, Cfg::MIN_BLOCKS)
   // kt_begin, which may lie inside a tap (split-K), and stepped after each
   // load. The prologue, STAGES-1 tiles behind, decodes its tile's position
   // itself (a second stepped position costs registers the 128x128 tile does
-  // not have under its cap: a 4-byte spill).
+  // not have under its cap: a 4-byte spill); the decode is two multiply-highs
+  // by the launch's KDecode constants (gather.cuh), no division.
   const KStep kstep = make_kstep<BK>(p, cg);
-  KPos ld = decode_kpos(p, cg, kt_begin * BK + chunk * 8);
+  KPos ld = decode_kpos(p, kd, cg, kt_begin * BK + chunk * 8);
 #pragma unroll
   for (int s = 0; s < STAGES - 1; ++s) {
     if (kt_begin + s < kt_end) {
@@ -258,7 +259,7 @@ __global__ void __launch_bounds__(Cfg::THREADS, Cfg::MIN_BLOCKS)
   for (int kt = kt_begin; kt < kt_end; ++kt) {
     const uint32_t stage = unsigned(kt) % STAGES;
     ptx::cp_async_wait<STAGES - 2>();  // this thread's copies of tile kt are in shared memory
-    if (p.has_prologue()) prologue_tile(stage, decode_kpos(p, cg, kt * BK + chunk * 8));
+    if (p.has_prologue()) prologue_tile(stage, decode_kpos(p, kd, cg, kt * BK + chunk * 8));
     // One barrier does two jobs: tile kt (prologue included) becomes visible
     // to every warp, and every warp has finished computing tile kt-1, whose
     // slot ((kt-1) % STAGES == (kt+STAGES-1) % STAGES) is refilled next.
@@ -406,7 +407,7 @@ cudaError_t launch_tile(const ConvParams& p, const GemmOutput& out, int split, c
         cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Cfg::SMEM_BYTES);
     if (err != cudaSuccess) return err;
   }
-  kernel<<<grid, Cfg::THREADS, Cfg::SMEM_BYTES, stream>>>(p, out);
+  kernel<<<grid, Cfg::THREADS, Cfg::SMEM_BYTES, stream>>>(p, out, make_kdecode(p));
   return cudaGetLastError();
 }
 

@@ -67,6 +67,13 @@ __device__ __forceinline__ uint64_t smem_desc_sw128(uint32_t smem_byte_addr) {
 // below 2^18 and the sum stays a valid address).
 __device__ __forceinline__ uint64_t desc_advance(uint64_t desc, uint32_t bytes) { return desc + (bytes >> 4); }
 
+// A value that is the same in every lane of the warp (the caller's promise),
+// returned as lane 0's copy. The shuffle makes the uniformity visible to
+// ptxas, which can then keep the value and what is computed from it in
+// uniform registers (the operand registers of wgmma's descriptors) instead
+// of moving it over from an ordinary register at every use.
+__device__ __forceinline__ uint32_t warp_uniform(uint32_t v) { return __shfl_sync(0xffffffffu, v, 0); }
+
 // ---- Ordering.
 
 // Makes this thread's prior generic-proxy writes to shared memory (cp.async

@@ -80,7 +80,7 @@ struct WgmmaOutput {
 
 template <typename T, typename Cfg>
 __global__ void __launch_bounds__(Cfg::THREADS, Cfg::MIN_BLOCKS)
-    wgmma_conv_kernel(const ConvParams p, const WgmmaOutput out) {
+    wgmma_conv_kernel(const ConvParams p, const WgmmaOutput out, const KDecode kd) {
 #if RESNET_KERNELS_SM90A
   constexpr int BM = Cfg::BM, BN = Cfg::BN, BK = Cfg::BK, STAGES = Cfg::STAGES;
   constexpr int ROW_BYTES = BK * 2;  // 128: one swizzled line per tile row
@@ -208,20 +208,48 @@ __global__ void __launch_bounds__(Cfg::THREADS, Cfg::MIN_BLOCKS)
   // so adding (offset >> 4) to the low word never carries out of that field:
   // the k-loop works on 32-bit low words and pairs them with the constant
   // high word (SBO and swizzle mode, 0x40000040).
+  //
+  // wgmma takes its descriptors in uniform registers (one value per warp).
+  // Three things keep their per-tile cost at one uniform add per descriptor
+  // (after one multiply-add per operand for the slot) instead of ~6 moves
+  // per wgmma:
+  // - the A base depends on the warpgroup, i.e. on threadIdx, which ptxas
+  //   treats as per-thread: it computed every A descriptor in ordinary
+  //   registers and moved it over (R2UR) before each wgmma. The value is the
+  //   same in all lanes of a warp; ptx::warp_uniform says so (a shuffle from
+  //   lane 0), so ptxas keeps it and what the loop derives from it in
+  //   uniform registers;
+  // - ptxas re-created a constant high word in the upper register of each
+  //   descriptor pair before every wgmma instead of leaving it there. A high
+  //   word that is not a compile-time constant stays: each operand's is the
+  //   constant OR-ed with a run-time zero, raw_addr >> 30 and raw_addr >> 31
+  //   (raw_addr, a shared::cta address, is below 2^18), two different
+  //   expressions so that ptxas cannot merge them into one register that it
+  //   would copy into the other pair for every wgmma;
+  // - the four loop-invariant values go through warp_uniform: a shuffle
+  //   result is kept in its register across the loop, where ptxas otherwise
+  //   recomputed the bases and high words from the shared-memory base every
+  //   k tile (it did once the kernel's uniform registers got scarcer).
   const uint32_t desc_hi = uint32_t(ptx::smem_desc_sw128(0) >> 32);
-  const uint32_t desc_a_lo = uint32_t(ptx::smem_desc_sw128(smem_base + uint32_t(wg) * Cfg::WG_ROWS * ROW_BYTES));
-  const uint32_t desc_b_lo = uint32_t(ptx::smem_desc_sw128(smem_base + Cfg::A_BYTES));
-  auto desc = [&](uint32_t lo) { return (uint64_t(desc_hi) << 32) | lo; };
+  const uint32_t desc_hi_a = ptx::warp_uniform(desc_hi | (raw_addr >> 30));
+  const uint32_t desc_hi_b = ptx::warp_uniform(desc_hi | (raw_addr >> 31));
+  const uint32_t desc_a_lo =
+      ptx::warp_uniform(uint32_t(ptx::smem_desc_sw128(smem_base + uint32_t(wg) * Cfg::WG_ROWS * ROW_BYTES)));
+  const uint32_t desc_b_lo = ptx::warp_uniform(uint32_t(ptx::smem_desc_sw128(smem_base + Cfg::A_BYTES)));
+  auto desc = [](uint32_t hi, uint32_t lo) { return (uint64_t(hi) << 32) | lo; };
 
   // The 4 k16 steps of the k tile in slot `stage`, as one wgmma group. Step ks
   // reads bytes 32ks .. 32ks+31 of every (swizzled) row: start address + 32ks.
+  // (STAGE_BYTES is a multiple of 1024, so stage * (STAGE_BYTES >> 4) is the
+  // slot's offset >> 4 exactly: one multiply-add with each base.)
   auto mma_tile = [&](uint32_t stage) {
-    const uint32_t stage_lo = (stage * Cfg::STAGE_BYTES) >> 4;
+    const uint32_t stage_lo = stage * uint32_t(Cfg::STAGE_BYTES >> 4);
     ptx::fence_operands(acc);  // C++ accesses of acc (the zeroing) stay before the fence
     ptx::wgmma_fence();
 #pragma unroll
     for (int ks = 0; ks < BK / 16; ++ks) {
-      ptx::Wgmma<T, BN>::mma(acc, desc(desc_a_lo + stage_lo + ks * 2), desc(desc_b_lo + stage_lo + ks * 2), 1);
+      ptx::Wgmma<T, BN>::mma(acc, desc(desc_hi_a, desc_a_lo + stage_lo + ks * 2),
+                             desc(desc_hi_b, desc_b_lo + stage_lo + ks * 2), 1);
     }
     ptx::wgmma_commit_group();
   };
@@ -245,9 +273,10 @@ __global__ void __launch_bounds__(Cfg::THREADS, Cfg::MIN_BLOCKS)
   // Tiles are loaded in increasing order, each once, none after the first one
   // skipped: the position `ld` of the next tile to load starts at k tile 0 and
   // is stepped after each load. The prologue, STAGES-2 tiles behind, decodes
-  // its tile's position itself (prologue path only).
+  // its tile's position itself (prologue path only), with two multiply-highs
+  // by the launch's KDecode constants (gather.cuh), no division.
   const KStep kstep = make_kstep<BK>(p, cg);
-  KPos ld = decode_kpos(p, cg, chunk * 8);
+  KPos ld = decode_kpos(p, kd, cg, chunk * 8);
 #pragma unroll
   for (int s = 0; s < STAGES - 2; ++s) {
     if (s < k_tiles) {
@@ -256,10 +285,17 @@ __global__ void __launch_bounds__(Cfg::THREADS, Cfg::MIN_BLOCKS)
     }
     ptx::cp_async_commit();
   }
+  // Ring slots: kt % STAGES and (kt + STAGES-2) % STAGES. For a power-of-two
+  // STAGES that is one AND of kt; otherwise (N128: 5 stages) a modulo by a
+  // constant is a 64-bit multiply-high sequence per use, whose wide uniform
+  // result also evicted a descriptor's high word (re-moved before every
+  // wgmma), so the two slots are counted instead (wrapping at STAGES).
+  constexpr bool POW2_STAGES = (STAGES & (STAGES - 1)) == 0;
+  uint32_t slot = 0, load_slot = STAGES - 2;
   for (int kt = 0; kt < k_tiles; ++kt) {
-    const uint32_t stage = unsigned(kt) % STAGES;
+    const uint32_t stage = POW2_STAGES ? unsigned(kt) % STAGES : slot;
     ptx::cp_async_wait<STAGES - 3>();  // this thread's copies of tile kt are in shared memory
-    if (p.has_prologue()) prologue_tile(stage, decode_kpos(p, cg, kt * BK + chunk * 8));
+    if (p.has_prologue()) prologue_tile(stage, decode_kpos(p, kd, cg, kt * BK + chunk * 8));
     // cp.async writes and the prologue's stores are generic-proxy writes;
     // wgmma reads through the async proxy. Each thread fences its own writes,
     // then the barrier orders every thread's fenced writes before every
@@ -271,9 +307,11 @@ __global__ void __launch_bounds__(Cfg::THREADS, Cfg::MIN_BLOCKS)
     mma_tile(stage);
     const int next = kt + STAGES - 2;
     if (next < k_tiles) {
-      load_tile(unsigned(next) % STAGES, ld);
+      load_tile(POW2_STAGES ? unsigned(next) % STAGES : load_slot, ld);
       advance_kpos<BK>(ld, kstep, p, cg);
     }
+    slot = slot == STAGES - 1 ? 0 : slot + 1;
+    load_slot = load_slot == STAGES - 1 ? 0 : load_slot + 1;
     ptx::cp_async_commit();
     ptx::wgmma_wait_group<1>();  // tile kt-1's wgmmas are done; tile kt's may run on
   }
@@ -416,7 +454,7 @@ cudaError_t launch_wgmma_tile(const ConvParams& p, const WgmmaOutput& out, cudaS
   auto* kernel = wgmma_conv_kernel<T, Cfg>;
   const cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Cfg::SMEM_BYTES);
   if (err != cudaSuccess) return err;
-  kernel<<<dim3(unsigned(m_tiles), unsigned(n_tiles)), Cfg::THREADS, Cfg::SMEM_BYTES, stream>>>(p, out);
+  kernel<<<dim3(unsigned(m_tiles), unsigned(n_tiles)), Cfg::THREADS, Cfg::SMEM_BYTES, stream>>>(p, out, make_kdecode(p));
   return cudaGetLastError();
 }
 
