@@ -11,7 +11,8 @@
 #   kernels   CMake build of csrc/kernels + ctest (the kernels against a naive CUDA conv), then
 #             compute-sanitizer memcheck and racecheck on its --quick subset; kernels.log
 #   test      pytest tests -q (Triton autotuning off), with tests-junit.xml; RK_TEST_ARGS adds arguments
-#   bench     pytest benchmarks/ --benchmark-only, JSON in bench-TAG.json
+#   bench     pytest benchmarks/ --benchmark-only: ours and cuDNN into bench-TAG.json, then
+#             torch.compile (inductor, slow to compile) into bench-TAG-inductor.json
 #   report    report.md and PNG charts from every bench-*.json in the folder
 #
 # Options:
@@ -166,12 +167,29 @@ stage_bench() {
         warm_triton "$(($(left) > 540 ? 240 : $(left) / 3))" \
             --models resnet18,resnet50,resnet101,resnet152,resnext50_32x4d --batches 1,32,256 --dtypes fp16,bf16
     fi
-    # No new benchmark starts in the last 3 minutes: one may compile for that long.
-    local args=(--benchmark-only --benchmark-json="$out/bench-$tag.json" -q -rs -p no:cacheprovider
+    if [[ -n $kexpr ]]; then
+        bench_pass "$tag" "$kexpr"
+        return
+    fi
+    # Ours and cuDNN at every point first; torch.compile (max-autotune spends
+    # minutes compiling, ResNet-50 end to end most of all) with the time left.
+    local rc=0
+    bench_pass "$tag" "not inductor" || rc=1
+    if (($(left) < 150)); then
+        echo "no time left for the torch.compile (inductor) benchmarks: run again with -k inductor" | tee -a "$log"
+        return 1
+    fi
+    bench_pass "$tag-inductor" "inductor" || rc=1
+    return $rc
+}
+
+# One pytest-benchmark run: bench_pass TAG K_EXPRESSION -> bench-TAG.json.
+# No new benchmark starts in the last 3 minutes: one may compile for that long.
+bench_pass() {
+    local args=(--benchmark-only --benchmark-json="$out/bench-$1.json" -q -rs -p no:cacheprovider
         --benchmark-columns=min,median,iqr,rounds --benchmark-sort=name
-        --rk-budget-s "$(($(left) > 241 ? $(left) - 240 : 1))")
+        --rk-budget-s "$(($(left) > 241 ? $(left) - 240 : 1))" -k "$2")
     [[ -n $quick ]] && args+=(--rk-quick)
-    [[ -n $kexpr ]] && args+=(-k "$kexpr")
     deadline "$(($(left) - 45))" "$PY" -m pytest benchmarks/ "${args[@]}" 2>&1 | tee -a "$log"
 }
 
