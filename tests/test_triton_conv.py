@@ -232,6 +232,41 @@ def test_row_run_block_k_wider_than_a_tap_row(split_k, gen, monkeypatch):
     _check(case, x, w, sc, sh, split_k=split_k)
 
 
+def _random_case(seed):
+    """A small random conv (seeded): channel counts on both sides of BLOCK_K, any filter up to
+    5x5, strides 1-3, padding 0-2 (kept below the filter), dilation 1-2, 1-2 groups."""
+    rng = torch.Generator().manual_seed(seed)
+
+    def pick(options):
+        return options[int(torch.randint(len(options), (1,), generator=rng))]
+
+    groups = pick([1, 1, 2])
+    c = groups * pick([1, 2, 3, 5, 8, 16, 20, 24])
+    k = groups * pick([4, 8, 12, 16, 24])
+    r, s_ = pick([1, 2, 3, 5]), pick([1, 2, 3, 5])
+    dil = (pick([1, 1, 2]), pick([1, 1, 2]))
+    pad = (min(pick([0, 1, 2]), dil[0] * (r - 1)), min(pick([0, 1, 2]), dil[1] * (s_ - 1)))
+    stride = (pick([1, 2, 3]), pick([1, 2, 3]))
+    h, w = dil[0] * (r - 1) + 1 + pick([0, 2, 5]), dil[1] * (s_ - 1) + 1 + pick([0, 3, 6])
+    return Case(pick([1, 2]), c, k, h, w, r, s_, stride, pad, dil, groups), pick([True, False]), pick([True, False])
+
+
+@pytest.mark.parametrize("block_k", [16, 32, 64])
+@pytest.mark.parametrize("seed", range(12))
+def test_random_geometries(seed, block_k, gen, monkeypatch):
+    """Random geometries, layouts, residuals and prologues at BLOCK_K 16, 32 and 64, which move
+    the same channel counts between the tap-aligned, ROW_RUN and FLAT_K walks."""
+    from resnet_kernels.triton.conv_kernel import conv_bn_act_kernel
+
+    monkeypatch.setattr(conv_bn_act_kernel, "configs",
+                        [triton.Config({"BLOCK_M": 32, "BLOCK_N": 16, "BLOCK_K": block_k}, num_warps=4, num_stages=1)])
+    case, channels_last, with_prologue = _random_case(1000 * block_k + seed)
+    x, w, sc, sh = _inputs(case, torch.float16, gen, channels_last=channels_last)
+    res = _randn(gen, case.n, case.k, *case.out_hw, dtype=torch.float16, channels_last=channels_last)
+    in_shift = torch.randn(case.c, generator=gen) if with_prologue else None
+    _check(case, x, w, sc, sh, res, in_shift=in_shift)
+
+
 # --- split-K -----------------------------------------------------------------------------------
 
 
