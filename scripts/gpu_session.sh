@@ -154,6 +154,8 @@ stage_test() {
     # in fp32, fp16 and bf16: ~340 compiles, warmed first in parallel.
     RESNET_KERNELS_TRITON_AUTOTUNE=0 warm_triton "$(($(left) > 480 ? 180 : $(left) / 3))" \
         --models all --batches 1,32 --dtypes fp32,fp16,bf16
+    # ... and every autotune candidate of ResNet-50 at batch 32 in fp16 (test_every_hopper_candidate_on_gpu).
+    warm_triton "$(($(left) > 420 ? 60 : $(left) / 6))" --models resnet50 --batches 32 --dtypes fp16
     RESNET_KERNELS_TRITON_AUTOTUNE=0 deadline "$(($(left) - 60))" "$PY" -m pytest tests -q -rs -p no:cacheprovider \
         --junitxml="$out/tests-junit.xml" ${RK_TEST_ARGS:-} 2>&1 | tee -a "$log"
 }

@@ -488,6 +488,28 @@ def test_too_many_groups_names_groups():
 @pytest.mark.parametrize("batch", [1, 32])
 @pytest.mark.parametrize("layer", distinct_layers(), ids=lambda layer: layer.name)
 def test_resnet_layer_on_gpu(layer, batch, dtype, gen):
+    _check_layer_on_gpu(layer, batch, dtype, gen)
+
+
+# Every Hopper autotune candidate (not only the one an untuned run takes) on the
+# layer kinds whose code differs: the stem (ROW_RUN), a 1x1 with residual (GEMM
+# path, epilogue halves on the wide tiles), a strided 3x3 and a 7x7-map 3x3.
+CANDIDATE_LAYERS = ["conv1", "layer1.0.conv3", "layer2.0.conv2", "layer4.1.conv2"]
+
+
+@needs_cuda
+@pytest.mark.parametrize("spec", tuning._HOPPER, ids=lambda t: "x".join(map(str, t[:3])) + f"-w{t[3]}-s{t[4]}")
+@pytest.mark.parametrize("name", CANDIDATE_LAYERS)
+def test_every_hopper_candidate_on_gpu(name, spec, gen, monkeypatch):
+    from resnet_kernels.triton.conv_kernel import conv_bn_act_kernel
+
+    monkeypatch.setattr(conv_bn_act_kernel, "configs", [tuning._config(spec)])
+    monkeypatch.setattr(tuning, "remember", lambda *args: None)  # a forced config is no tuning winner
+    layer = next(lay for lay in model_layers("resnet50") if lay.name == name)
+    _check_layer_on_gpu(layer, 32, torch.float16, gen)
+
+
+def _check_layer_on_gpu(layer, batch, dtype, gen):
     dev = "cuda"
     x = _randn(gen, batch, layer.C, layer.H, layer.W, dtype=dtype, channels_last=True, device=dev)
     fan_in = layer.C // layer.groups * layer.R * layer.S
