@@ -115,6 +115,7 @@ GEOMETRY = {
     "5x5_p2": (Case(1, 8, 16, 6, 6, 5, 5, padding=2), torch.float32),
     "3x5_stride21": (Case(1, 8, 16, 7, 9, 3, 5, stride=(2, 1), padding=(1, 2)), torch.float32),
     "3x3_dilation2": (Case(1, 16, 16, 7, 7, 3, 3, padding=2, dilation=2), torch.float16),
+    "3x3_c32": (Case(1, 32, 16, 5, 5, 3, 3, padding=1), torch.float16),
     "c20_k40_odd_sizes": (Case(3, 20, 40, 5, 3, 3, 3, padding=1), torch.float32),
     "groups2_merged": (Case(2, 16, 16, 5, 5, 3, 3, padding=1, groups=2), torch.float16),
     "groups2_unmerged": (Case(1, 96, 96, 3, 3, 3, 3, padding=1, groups=2), torch.float16),
@@ -207,6 +208,7 @@ def _walk(case, x, w, in_shift=None):
         ("3x3_dilation2", "channels_last", "flat_or_tap"),  # taps of a row are not adjacent
         ("groups2_unmerged_flat", "channels_last", "flat_or_tap"),  # a group's channels are not a pixel's run
         ("3x3_s1_p1", "channels_last", "row_run"),  # C = 16: BLOCK_K = 32 or 64 would walk it flat
+        ("3x3_c32", "channels_last", "flat_or_tap"),  # C = 32: the BLOCK_K = 32 candidates walk it tap-aligned
     ],
 )
 def test_narrow_channel_walks(name, layout, expected, gen):

@@ -55,10 +55,10 @@ def _output(out: Optional[torch.Tensor], x: torch.Tensor, shape: tuple) -> torch
 
 def _row_run(x: torch.Tensor, c: int, s: int, groups: int, dilation: Sequence[int], prologue: bool) -> int:
     """RUN of the kernel's ROW_RUN walk (S*C rounded up to a power of two, at least 16), or 0
-    where it does not apply: channel counts the tap-aligned walk handles (tuning.may_walk_flat),
+    where it does not apply: channel counts some candidate walks tap-aligned (tuning.no_tile_divides),
     several groups, a pre-activation prologue, horizontal dilation, or x whose pixels are not
     C contiguous values (channels_last: channel stride 1, pixel stride C)."""
-    if not tuning.may_walk_flat(c) or groups != 1 or prologue or dilation[1] != 1:
+    if not tuning.no_tile_divides(c) or groups != 1 or prologue or dilation[1] != 1:
         return 0
     if x.stride(1) != 1 or (x.shape[3] > 1 and x.stride(3) != c):
         return 0

@@ -123,6 +123,15 @@ def flat_k(args: dict) -> bool:
 
 
 @functools.lru_cache(maxsize=None)
+def no_tile_divides(C: int) -> bool:
+    """No Hopper candidate's BLOCK_K divides C (the stem's 3, CIFAR's 16): every tuned config of
+    the shape would walk the reduction flat, so the ROW_RUN walk (conv._row_run) takes it. With
+    32 | C the tap-aligned walk stays open to the BLOCK_K = 32 candidates. The Hopper list, not
+    the interpreter's config, decides, so the CPU tests take the walk a GPU takes."""
+    return all(C % spec[2] for spec in _HOPPER)
+
+
+@functools.lru_cache(maxsize=None)
 def may_walk_flat(C: int) -> bool:
     """Whether some candidate's BLOCK_K leaves a flat walk (flat_k) for C channels: the host then
     passes the decode table (taps.py) the flat walk reads."""
