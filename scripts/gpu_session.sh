@@ -10,7 +10,8 @@
 #             RK_SKIP_BUILD=1 instead checks that a carried resnet_kernels/_C*.so loads
 #   kernels   CMake build of csrc/kernels + ctest (the kernels against a naive CUDA conv), then
 #             compute-sanitizer memcheck and racecheck on its --quick subset; kernels.log
-#   test      pytest tests -q (Triton autotuning off), with tests-junit.xml; RK_TEST_ARGS adds arguments
+#   test      Triton warm-up on all cores, then pytest tests -q (Triton autotuning off), with
+#             tests-junit.xml; RK_TEST_ARGS adds arguments
 #   bench     pytest benchmarks/ --benchmark-only: ours and cuDNN into bench-TAG.json, then
 #             torch.compile (inductor, slow to compile) into bench-TAG-inductor.json
 #   report    report.md and PNG charts from every bench-*.json in the folder
