@@ -28,6 +28,8 @@
 #include <cstdint>
 
 #include "kernels/conv_params.h"
+#include "kernels/numeric.cuh"
+#include "kernels/ptx.cuh"
 
 namespace resnet_kernels {
 
@@ -171,6 +173,81 @@ __device__ __forceinline__ void load_coeffs8(const float* v, int c, float absent
 #pragma unroll
     for (int j = 0; j < 8; ++j) out[j] = __ldg(v + c + j);
   }
+}
+
+// ---- The loader state both tensor-core kernels keep per thread.
+//
+// Thread t copies one 16-byte chunk column of the A and B tiles: A rows
+// row0 + i*ROW_STEP (output pixels, a_row above) and B rows n0 + row0 +
+// i*ROW_STEP (output channels: the byte address of KRSC weight row g*Kg + n;
+// rows past Kg read row 0 of the group and are zero-filled). Per k tile the
+// thread adds one tap offset to every A row and one byte offset to every B row.
+template <typename T, int A_LOADS, int B_LOADS, int ROW_STEP>
+struct TileLoader {
+  uint64_t a_addr[A_LOADS];
+  int a_h0[A_LOADS], a_w0[A_LOADS];
+  uint64_t b_addr[B_LOADS];
+  bool b_row_ok[B_LOADS];
+
+  __device__ __forceinline__ TileLoader(const ConvParams& p, int64_t m0, int n0, int row0, int64_t M, int group,
+                                        int cg, int kg, int gemm_k) {
+    const T* x = static_cast<const T*>(p.x);
+    const T* w = static_cast<const T*>(p.w);
+#pragma unroll
+    for (int i = 0; i < A_LOADS; ++i) {
+      const ARow row = a_row(p, x, m0 + row0 + i * ROW_STEP, M, group, cg);
+      a_addr[i] = row.addr;
+      a_h0[i] = row.h0;
+      a_w0[i] = row.w0;
+    }
+#pragma unroll
+    for (int i = 0; i < B_LOADS; ++i) {
+      const int n = n0 + row0 + i * ROW_STEP;
+      b_row_ok[i] = n < kg;
+      b_addr[i] = reinterpret_cast<uint64_t>(w + int64_t(group * kg + (b_row_ok[i] ? n : 0)) * gemm_k);
+    }
+  }
+
+  // Whether A row i has a real (non-padding) input element at position kp;
+  // h_lim = h_limit(p, kp, gemm_k) folds in k < gemm_k.
+  __device__ __forceinline__ bool a_ok(const ConvParams& p, int i, const KPos& kp, unsigned h_lim) const {
+    return unsigned(a_h0[i] + kp.dh) < h_lim && unsigned(a_w0[i] + kp.dw) < unsigned(p.W);
+  }
+
+  // Issue the copies of the k tile at position kp: A row i to sa + i*row_step_bytes,
+  // B row i to sb + i*row_step_bytes (shared::cta addresses). Padding taps, rows
+  // past M or Kg and k past gemm_k are zero-filled by cp.async (src-size 0; the
+  // source is then x or a valid weight row).
+  __device__ __forceinline__ void copy(const ConvParams& p, const KPos& kp, int gemm_k, uint32_t sa, uint32_t sb,
+                                       uint32_t row_step_bytes) const {
+    const unsigned h_lim = h_limit(p, kp, gemm_k);
+    const uint64_t tap_bytes = uint64_t(tap_offset(p, kp)) * sizeof(T);
+#pragma unroll
+    for (int i = 0; i < A_LOADS; ++i) {
+      const bool ok = a_ok(p, i, kp, h_lim);
+      const uint64_t src = ok ? a_addr[i] + tap_bytes : reinterpret_cast<uint64_t>(p.x);
+      ptx::cp_async_16(sa + i * row_step_bytes, reinterpret_cast<const void*>(src), ok);
+    }
+    const bool k_ok = kp.k < gemm_k;
+    // One select per tile keeps every B source inside its row (k past gemm_k
+    // reads the row's start, zero-filled).
+    const uint32_t kb_bytes = uint32_t(k_ok ? kp.k : 0) * uint32_t(sizeof(T));
+#pragma unroll
+    for (int i = 0; i < B_LOADS; ++i)
+      ptx::cp_async_16(sb + i * row_step_bytes, reinterpret_cast<const void*>(b_addr[i] + kb_bytes),
+                       k_ok && b_row_ok[i]);
+  }
+};
+
+// pre(x) = relu(a*x + b) in place on one 16-byte chunk of 8 elements in
+// shared memory (a, b: the chunk's 8 channels' in_scale, in_shift).
+template <typename T>
+__device__ __forceinline__ void preactivate8(uint4* slot, const float (&a)[8], const float (&b)[8]) {
+  uint4 raw = *slot;
+  T* v = reinterpret_cast<T*>(&raw);
+#pragma unroll
+  for (int j = 0; j < 8; ++j) v[j] = from_float<T>(relu_keep_nan(a[j] * to_float(v[j]) + b[j]));
+  *slot = raw;
 }
 
 }  // namespace resnet_kernels

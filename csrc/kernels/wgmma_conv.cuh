@@ -95,8 +95,6 @@ __global__ void __launch_bounds__(Cfg::THREADS, Cfg::MIN_BLOCKS)
   unsigned char* const smem = smem_raw + align_pad;  // generic view (prologue)
   const uint32_t smem_base = raw_addr + align_pad;  // shared::cta address (cp.async, descriptors)
 
-  const T* x = static_cast<const T*>(p.x);
-  const T* w = static_cast<const T*>(p.w);
   const int cg = p.c_per_group(), kg = p.k_per_group(), gemm_k = p.gemm_k();
   const int k_tiles = (gemm_k + BK - 1) / BK;
   const int n_tiles = (kg + BN - 1) / BN;
@@ -117,60 +115,15 @@ __global__ void __launch_bounds__(Cfg::THREADS, Cfg::MIN_BLOCKS)
   const uint32_t thread_off = wgmma_detail::sw128_offset(row0, chunk);
   constexpr uint32_t ROW_STEP_BYTES = Cfg::ROW_STEP * ROW_BYTES;
 
-  // A rows are output pixels m = (n, op, oq): per row the input position
-  // (h0, w0) of tap (0, 0) and the byte address of x[n, h0, w0, g*Cg] (an
-  // integer; outside x for a padded position, used only with a tap that
-  // brings it inside). Per k tile one 64-bit tap offset is added to it.
-  // Rows past M get h0 = INT_MIN, which the padding check always rejects.
-  uint64_t a_addr[Cfg::A_LOADS];
-  int a_h0[Cfg::A_LOADS], a_w0[Cfg::A_LOADS];
-#pragma unroll
-  for (int i = 0; i < Cfg::A_LOADS; ++i) {
-    const ARow row = a_row(p, x, m0 + row0 + i * Cfg::ROW_STEP, M, group, cg);
-    a_addr[i] = row.addr;
-    a_h0[i] = row.h0;
-    a_w0[i] = row.w0;
-  }
-  // B rows are output channels: the byte address of the KRSC weight row of
-  // channel g*Kg + n (rows past Kg read row 0 of the group and are
-  // zero-filled). Per k tile the thread adds one byte offset to it.
-  uint64_t b_addr[Cfg::B_LOADS];
-  bool b_row_ok[Cfg::B_LOADS];
-#pragma unroll
-  for (int i = 0; i < Cfg::B_LOADS; ++i) {
-    const int n = n0 + row0 + i * Cfg::ROW_STEP;
-    b_row_ok[i] = n < kg;
-    b_addr[i] = reinterpret_cast<uint64_t>(w + int64_t(group * kg + (b_row_ok[i] ? n : 0)) * gemm_k);
-  }
+  // A rows (output pixels) and B rows (output channels) of this thread, and
+  // the per-tile copies: gather.cuh, TileLoader.
+  const TileLoader<T, Cfg::A_LOADS, Cfg::B_LOADS, Cfg::ROW_STEP> loader(p, m0, n0, row0, M, group, cg, kg, gemm_k);
 
-  // Whether A row i has a real (non-padding) input element at position kp;
-  // h_lim = h_limit(p, kp, gemm_k) folds in k < gemm_k.
-  auto a_ok = [&](int i, const KPos& kp, unsigned h_lim) {
-    return unsigned(a_h0[i] + kp.dh) < h_lim && unsigned(a_w0[i] + kp.dw) < unsigned(p.W);
-  };
-
-  // Issue the copies of the k tile at position kp into ring slot `stage`;
-  // padding taps, rows past M or Kg and k past gemm_k are zero-filled by
-  // cp.async (src-size 0; the source is then x or a valid weight row).
+  // Issue the copies of the k tile at position kp into ring slot `stage`.
   auto load_tile = [&](uint32_t stage, const KPos& kp) {
-    const unsigned h_lim = h_limit(p, kp, gemm_k);
-    const uint64_t tap_bytes = uint64_t(tap_offset(p, kp)) * sizeof(T);
     const uint32_t sa = smem_base + stage * Cfg::STAGE_BYTES + thread_off;
     const uint32_t sb = sa + Cfg::A_BYTES;
-#pragma unroll
-    for (int i = 0; i < Cfg::A_LOADS; ++i) {
-      const bool ok = a_ok(i, kp, h_lim);
-      const uint64_t src = ok ? a_addr[i] + tap_bytes : reinterpret_cast<uint64_t>(x);
-      ptx::cp_async_16(sa + i * ROW_STEP_BYTES, reinterpret_cast<const void*>(src), ok);
-    }
-    const bool k_ok = kp.k < gemm_k;
-    // One select per tile keeps every B source inside its row (k past gemm_k
-    // reads the row's start, zero-filled).
-    const uint32_t kb_bytes = uint32_t(k_ok ? kp.k : 0) * uint32_t(sizeof(T));
-#pragma unroll
-    for (int i = 0; i < Cfg::B_LOADS; ++i)
-      ptx::cp_async_16(sb + i * ROW_STEP_BYTES, reinterpret_cast<const void*>(b_addr[i] + kb_bytes),
-                       k_ok && b_row_ok[i]);
+    loader.copy(p, kp, gemm_k, sa, sb, ROW_STEP_BYTES);
   };
 
   // Prologue pre(x) = relu(in_scale*x + in_shift), in place on the A chunks
@@ -186,13 +139,9 @@ __global__ void __launch_bounds__(Cfg::THREADS, Cfg::MIN_BLOCKS)
     unsigned char* sa = smem + stage * Cfg::STAGE_BYTES + thread_off;
 #pragma unroll
     for (int i = 0; i < Cfg::A_LOADS; ++i) {
-      if (!a_ok(i, kp, h_lim)) continue;
+      if (!loader.a_ok(p, i, kp, h_lim)) continue;
       uint4* slot = reinterpret_cast<uint4*>(sa + i * ROW_STEP_BYTES);
-      uint4 raw = *slot;
-      T* v = reinterpret_cast<T*>(&raw);
-#pragma unroll
-      for (int j = 0; j < 8; ++j) v[j] = from_float<T>(relu_keep_nan(a[j] * to_float(v[j]) + b[j]));
-      *slot = raw;
+      preactivate8<T>(slot, a, b);
     }
   };
 
