@@ -190,6 +190,14 @@ def test_padded_taps_read_zero_not_relu_of_shift(gen):
 # --- narrow channel counts: the ROW_RUN and FLAT_K walks ------------------------------------------
 
 
+def _force_config(monkeypatch, spec):
+    """Run the conv kernel with the one (BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages) `spec`."""
+    from resnet_kernels.triton.conv_kernel import conv_bn_act_kernel
+
+    monkeypatch.setattr(conv_bn_act_kernel, "configs", [tuning._config(spec)])
+    monkeypatch.setattr(tuning, "remember", lambda *args: None)  # a forced config is no tuning winner
+
+
 def _walk(case, x, w, in_shift=None):
     from resnet_kernels.triton.conv import kernel_args
 
@@ -224,10 +232,7 @@ def test_narrow_channel_walks(name, layout, expected, gen):
 def test_row_run_block_k_wider_than_a_tap_row(split_k, gen, monkeypatch):
     """BLOCK_K = 64 over the stem's 7 tap rows of RUN = 32: the last k tile is half past the packed
     weights (r = 7), which the walk must mask; the interpreter's own BLOCK_K = 16 never gets there."""
-    from resnet_kernels.triton.conv_kernel import conv_bn_act_kernel
-
-    monkeypatch.setattr(conv_bn_act_kernel, "configs",
-                        [triton.Config({"BLOCK_M": 32, "BLOCK_N": 16, "BLOCK_K": 64}, num_warps=4, num_stages=1)])
+    _force_config(monkeypatch, (32, 16, 64, 4, 1))
     case, dtype = GEOMETRY["7x7_s2_p3_stem_c3"]
     x, w, sc, sh = _inputs(case, dtype, gen)
     assert _walk(case, x, w) == "row_run"
@@ -258,10 +263,7 @@ def _random_case(seed):
 def test_random_geometries(seed, block_k, gen, monkeypatch):
     """Random geometries, layouts, residuals and prologues at BLOCK_K 16, 32 and 64, which move
     the same channel counts between the tap-aligned, ROW_RUN and FLAT_K walks."""
-    from resnet_kernels.triton.conv_kernel import conv_bn_act_kernel
-
-    monkeypatch.setattr(conv_bn_act_kernel, "configs",
-                        [triton.Config({"BLOCK_M": 32, "BLOCK_N": 16, "BLOCK_K": block_k}, num_warps=4, num_stages=1)])
+    _force_config(monkeypatch, (32, 16, block_k, 4, 1))
     case, channels_last, with_prologue = _random_case(1000 * block_k + seed)
     x, w, sc, sh = _inputs(case, torch.float16, gen, channels_last=channels_last)
     res = _randn(gen, case.n, case.k, *case.out_hw, dtype=torch.float16, channels_last=channels_last)
@@ -503,10 +505,7 @@ CANDIDATE_LAYERS = ["conv1", "layer1.0.conv3", "layer2.0.conv2", "layer4.1.conv2
 @pytest.mark.parametrize("spec", tuning._HOPPER, ids=lambda t: "x".join(map(str, t[:3])) + f"-w{t[3]}-s{t[4]}")
 @pytest.mark.parametrize("name", CANDIDATE_LAYERS)
 def test_every_hopper_candidate_on_gpu(name, spec, gen, monkeypatch):
-    from resnet_kernels.triton.conv_kernel import conv_bn_act_kernel
-
-    monkeypatch.setattr(conv_bn_act_kernel, "configs", [tuning._config(spec)])
-    monkeypatch.setattr(tuning, "remember", lambda *args: None)  # a forced config is no tuning winner
+    _force_config(monkeypatch, spec)
     layer = next(lay for lay in model_layers("resnet50") if lay.name == name)
     _check_layer_on_gpu(layer, 32, torch.float16, gen)
 
