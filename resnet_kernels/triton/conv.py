@@ -163,10 +163,7 @@ def conv_bn_act(
         residual_stride, out, split_k,
     )
 
-    def grid(meta):
-        tiles_m = tuning.cdiv(args["M"], meta["BLOCK_M"])
-        return (tiles_m * tuning.cdiv(args["K"], meta["BLOCK_N"]), kernel_groups, args["SPLIT_K"])
-
+    grid = _conv_grid(args, kernel_groups)
     if tuning.interpreting():
         _interpreter_compat.install()
     conv_bn_act_kernel[grid](**args)
@@ -174,6 +171,17 @@ def conv_bn_act(
     if args["SPLIT_K"] > 1:
         _reduce_splits(args, kernel_groups * args["K"])
     return args["out_ptr"]
+
+
+def _conv_grid(args: dict, kernel_groups: int):
+    """The launch grid of conv_bn_act_kernel as a function of the autotuned tile:
+    (M tiles * N tiles, groups, splits)."""
+
+    def grid(meta):
+        tiles_m = tuning.cdiv(args["M"], meta["BLOCK_M"])
+        return (tiles_m * tuning.cdiv(args["K"], meta["BLOCK_N"]), kernel_groups, args["SPLIT_K"])
+
+    return grid
 
 
 def _reduce_splits(args: dict, channels: int) -> None:

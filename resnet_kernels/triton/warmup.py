@@ -47,18 +47,13 @@ def shapes(models: Iterable[str], batches: Iterable[int], dtypes: Iterable[str])
 def warm_layer(layer, batch: int, dtype: str, device="cuda") -> int:
     """Compile (without launching) every candidate the autotuner would try for one layer call,
     and the split-K reduce kernel when the call splits; returns the number of kernels compiled."""
-    from . import tuning
     from .aot import conv_layer_call
-    from .conv import _EPILOGUE_ARGS, _reduce_launch, kernel_args
+    from .conv import _EPILOGUE_ARGS, _conv_grid, _reduce_launch, kernel_args
     from .conv_kernel import conv_bn_act_kernel, splitk_epilogue_kernel
 
     args, groups = kernel_args(*conv_layer_call(layer, DTYPE_NAMES.get(dtype, dtype), False, batch, device))
 
-    def grid(meta):  # never evaluated by a warm-up; the launch's grid, for completeness
-        return (tuning.cdiv(args["M"], meta["BLOCK_M"]) * tuning.cdiv(args["K"], meta["BLOCK_N"]), groups,
-                args["SPLIT_K"])
-
-    compiled = len(conv_bn_act_kernel.warmup(**args, grid=grid))
+    compiled = len(conv_bn_act_kernel.warmup(**args, grid=_conv_grid(args, groups)))  # the grid is not evaluated
     if args["SPLIT_K"] > 1:
         reduce_grid, reduce_kwargs = _reduce_launch(args, groups * args["K"])
         splitk_epilogue_kernel.warmup(**{n: args[n] for n in _EPILOGUE_ARGS}, **reduce_kwargs, grid=reduce_grid)
