@@ -175,6 +175,17 @@ __device__ __forceinline__ void load_coeffs8(const float* v, int c, float absent
   }
 }
 
+// pre(x) = relu(a*x + b) in place on one 16-byte chunk of 8 elements in
+// shared memory (a, b: the chunk's 8 channels' in_scale, in_shift).
+template <typename T>
+__device__ __forceinline__ void preactivate8(uint4* slot, const float (&a)[8], const float (&b)[8]) {
+  uint4 raw = *slot;
+  T* v = reinterpret_cast<T*>(&raw);
+#pragma unroll
+  for (int j = 0; j < 8; ++j) v[j] = from_float<T>(relu_keep_nan(a[j] * to_float(v[j]) + b[j]));
+  *slot = raw;
+}
+
 // ---- The loader state both tensor-core kernels keep per thread.
 //
 // Thread t copies one 16-byte chunk column of the A and B tiles: A rows
@@ -237,17 +248,25 @@ struct TileLoader {
       ptx::cp_async_16(sb + i * row_step_bytes, reinterpret_cast<const void*>(b_addr[i] + kb_bytes),
                        k_ok && b_row_ok[i]);
   }
+
+  // Prologue pre(x) = relu(in_scale*x + in_shift), in place on the A chunks of
+  // the tile at position kp that this thread copied itself (its own cp.async
+  // wait makes them visible to it; no barrier). chunk_at(i) is A row i's chunk
+  // in shared memory; channel0 = group*Cg. Zero-filled chunks stay zero:
+  // padding is applied after pre().
+  template <typename ChunkAt>
+  __device__ __forceinline__ void preactivate(const ConvParams& p, const KPos& kp, int gemm_k, int channel0,
+                                              ChunkAt chunk_at) const {
+    if (kp.k >= gemm_k) return;
+    float a[8], b[8];
+    load_coeffs8(p.in_scale, channel0 + kp.c, 1.f, a);
+    load_coeffs8(p.in_shift, channel0 + kp.c, 0.f, b);
+    const unsigned h_lim = unsigned(p.H);  // k < gemm_k here
+#pragma unroll
+    for (int i = 0; i < A_LOADS; ++i)
+      if (a_ok(p, i, kp, h_lim)) preactivate8<T>(chunk_at(i), a, b);
+  }
 };
 
-// pre(x) = relu(a*x + b) in place on one 16-byte chunk of 8 elements in
-// shared memory (a, b: the chunk's 8 channels' in_scale, in_shift).
-template <typename T>
-__device__ __forceinline__ void preactivate8(uint4* slot, const float (&a)[8], const float (&b)[8]) {
-  uint4 raw = *slot;
-  T* v = reinterpret_cast<T*>(&raw);
-#pragma unroll
-  for (int j = 0; j < 8; ++j) v[j] = from_float<T>(relu_keep_nan(a[j] * to_float(v[j]) + b[j]));
-  *slot = raw;
-}
 
 }  // namespace resnet_kernels

@@ -112,23 +112,13 @@ __global__ void __launch_bounds__(Cfg::THREADS, Cfg::MIN_BLOCKS)
     loader.copy(p, kp, gemm_k, sa, sb, ROW_STEP_BYTES);
   };
 
-  // Prologue pre(x) = relu(in_scale*x + in_shift), in place on the A chunks this
-  // thread copied itself (so its own cp.async wait suffices, no barrier). Chunks
-  // that were zero-filled stay zero: padding is applied after pre(). kp is the
-  // position of the tile in `stage`.
+  // Prologue pre(x) on this thread's A chunks of the tile at position kp in
+  // ring slot `stage` (TileLoader::preactivate).
   auto prologue_tile = [&](uint32_t stage, const KPos& kp) {
-    if (kp.k >= gemm_k) return;
-    float a[8], b[8];
-    load_coeffs8(p.in_scale, group * cg + kp.c, 1.f, a);
-    load_coeffs8(p.in_shift, group * cg + kp.c, 0.f, b);
-    const unsigned h_lim = unsigned(p.H);  // k < gemm_k here
     T* sa = smem_a + stage * Cfg::A_TILE;
-#pragma unroll
-    for (int i = 0; i < Cfg::A_LOADS; ++i) {
-      if (!loader.a_ok(p, i, kp, h_lim)) continue;
-      uint4* slot = reinterpret_cast<uint4*>(sa + swizzle(row0 + i * Cfg::ROW_STEP, chunk));
-      preactivate8<T>(slot, a, b);
-    }
+    loader.preactivate(p, kp, gemm_k, group * cg, [&](int i) {
+      return reinterpret_cast<uint4*>(sa + swizzle(row0 + i * Cfg::ROW_STEP, chunk));
+    });
   };
 
   // ---- MMA state. Warps form a WARPS_M x WARPS_N grid of WM x WN warp tiles.

@@ -126,23 +126,12 @@ __global__ void __launch_bounds__(Cfg::THREADS, Cfg::MIN_BLOCKS)
     loader.copy(p, kp, gemm_k, sa, sb, ROW_STEP_BYTES);
   };
 
-  // Prologue pre(x) = relu(in_scale*x + in_shift), in place on the A chunks
-  // this thread copied itself (its own cp.async wait makes them visible to
-  // it). Chunks that were zero-filled stay zero: padding is applied after pre().
-  // kp is the position of the tile in `stage`.
+  // Prologue pre(x) on this thread's A chunks of the tile at position kp in
+  // ring slot `stage` (TileLoader::preactivate).
   auto prologue_tile = [&](uint32_t stage, const KPos& kp) {
-    if (kp.k >= gemm_k) return;
-    float a[8], b[8];
-    load_coeffs8(p.in_scale, group * cg + kp.c, 1.f, a);
-    load_coeffs8(p.in_shift, group * cg + kp.c, 0.f, b);
-    const unsigned h_lim = unsigned(p.H);  // k < gemm_k here
     unsigned char* sa = smem + stage * Cfg::STAGE_BYTES + thread_off;
-#pragma unroll
-    for (int i = 0; i < Cfg::A_LOADS; ++i) {
-      if (!loader.a_ok(p, i, kp, h_lim)) continue;
-      uint4* slot = reinterpret_cast<uint4*>(sa + i * ROW_STEP_BYTES);
-      preactivate8<T>(slot, a, b);
-    }
+    loader.preactivate(p, kp, gemm_k, group * cg,
+                       [&](int i) { return reinterpret_cast<uint4*>(sa + i * ROW_STEP_BYTES); });
   };
 
   // ---- MMA state. Warpgroup wg computes D rows 64wg .. 64wg+63 (its A tile
