@@ -150,7 +150,7 @@ ConvParams checked_params(const at::Tensor& x, const at::Tensor& weight, const s
 }
 
 // The launch plan of p on x's device (x's device must be current), with
-// RESNET_KERNELS_CUDA_KERNEL and RESNET_KERNELS_CUDA_SPLIT_K read now (see
+// RESNET_KERNELS_CUDA_KERNEL, RESNET_KERNELS_CUDA_SPLIT_K and RESNET_KERNELS_CUDA_TMA read now (see
 // kernels/launch.h): a bad value is the caller's error, not a CUDA one, and
 // raises naming the variable. The multiprocessor count comes from the
 // launcher library's per-device cache.
@@ -158,6 +158,8 @@ ConvPlan plan_call(const ConvParams& p, const at::Tensor& x) {
   if (const char* why = kernel_choice_error(x.get_device())) TORCH_CHECK(false, kOp, ": ", why);
   int forced_split = 0;
   if (const char* why = split_k_from_env(&forced_split)) TORCH_CHECK(false, kOp, ": ", why);
+  bool use_tma = true;
+  if (const char* why = tma_from_env(&use_tma)) TORCH_CHECK(false, kOp, ": ", why);
   int num_sms = 0;
   C10_CUDA_CHECK(multiprocessor_count(x.get_device(), &num_sms));
   ConvPlan plan{};
@@ -206,7 +208,8 @@ at::Tensor conv_bn_act_cuda(const at::Tensor& x, const at::Tensor& weight, const
 
 // conv_plan_cuda: what conv_bn_act_cuda would launch for these arguments, now,
 // on x's device: [kernel (0 direct, 1 mma.sync, 2 wgmma), tile_m, tile_n,
-// split, workspace_bytes, vector_output, vector_residual] (see ConvPlan). Runs
+// split, workspace_bytes, vector_output, vector_residual, loads (WgmmaLoads:
+// 0 cp.async, 1 TMA for B, 2 TMA for A and B)] (see ConvPlan). Runs
 // the op's checks and layout conversions but launches nothing; the output is
 // taken as 16-byte aligned, as the op's fresh allocation is. For tests and
 // benchmarks (resnet_kernels.cuda_ops.conv_plan).
@@ -227,7 +230,7 @@ std::vector<int64_t> conv_plan_cuda(const at::Tensor& x, const at::Tensor& weigh
   const ConvPlan plan = plan_call(p, x);
   const int64_t kernel = !plan.tensor_cores ? 0 : plan.kernel == KernelChoice::kMma ? 1 : 2;
   return {kernel, plan.tile_m, plan.tile_n, plan.split, static_cast<int64_t>(plan.workspace_bytes),
-          plan.vector_output, plan.vector_residual};
+          plan.vector_output, plan.vector_residual, static_cast<int64_t>(plan.loads)};
 }
 
 // Called with CPU tensors only (the CUDA kernel handles mixed devices).

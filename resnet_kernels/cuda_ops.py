@@ -59,16 +59,18 @@ class CudaPlan(NamedTuple):
     workspace_bytes: int  # fp32 partials the op allocates per call (split * M * K * 4, or 0)
     vector_output: bool  # 16-byte output stores (staged epilogue of mma or wgmma, or the split-K reduce)
     vector_residual: bool  # 16-byte residual loads
+    loads: str  # wgmma operand loads: 'cp.async', 'tma_b' (weights by TMA) or 'tma_ab' (both by TMA)
 
 
 def conv_plan(x, weight, scale, shift, residual, stride, padding, dilation, groups, relu, in_scale, in_shift,
               residual_stride) -> CudaPlan:
     """The plan ``conv_bn_act_cuda`` would use for these arguments now (same arguments; CUDA
-    tensors; RESNET_KERNELS_CUDA_SPLIT_K and RESNET_KERNELS_CUDA_KERNEL are read as by the op)."""
+    tensors; RESNET_KERNELS_CUDA_SPLIT_K, RESNET_KERNELS_CUDA_KERNEL and RESNET_KERNELS_CUDA_TMA are read
+    as by the op)."""
     raw = torch.ops.resnet_kernels.conv_plan_cuda(
         x, weight, scale, shift, residual, stride, padding, dilation, groups, relu, in_scale, in_shift,
         residual_stride,
     )
-    kernel, tile_m, tile_n, split, workspace, vector_output, vector_residual = raw
+    kernel, tile_m, tile_n, split, workspace, vector_output, vector_residual, loads = raw
     return CudaPlan(("direct", "mma", "wgmma")[kernel], tile_m, tile_n, split, workspace, bool(vector_output),
-                    bool(vector_residual))
+                    bool(vector_residual), ("cp.async", "tma_b", "tma_ab")[loads])

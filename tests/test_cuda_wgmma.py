@@ -4,8 +4,9 @@ the float64 reference, and its selection by RESNET_KERNELS_CUDA_KERNEL (GPU only
 The variable is read by the C++ launcher on every call, so each test sets it
 with monkeypatch. "wgmma_n64" / "wgmma_n128" / "wgmma_n256" force the kernel and
 its tile on every call the tensor-core path takes, which is how the numeric tests
-reach it on any shape (the "wgmma" heuristic keeps small and memory-bound calls on
-the mma.sync kernel). Every numeric test also checks, through the profiler's kernel names,
+reach it on any shape (the "wgmma" heuristic keeps small grids and memory-bound
+gathered calls on the mma.sync kernel). The loads (TMA or cp.async) are the plan's default
+here; tests/test_cuda_wgmma_tma.py runs both. Every numeric test also checks, through the profiler's kernel names,
 that the wgmma kernel with the requested tile is what ran: a build without
 sm_90a code, or a selection bug, fails here instead of silently testing the
 mma.sync kernel again.
@@ -227,12 +228,15 @@ def _selection_args(gen, n, c, hw, k, r, stride):
     [
         # ResNet-50 layer3 3x3 at batch 64: ~1000 FLOP/byte, 196 CTAs of 128x128 (more than the SMs): wgmma
         ("wgmma", (64, 256, 14, 256, 3, 1), "wgmma"),
-        # 1x1 64 -> 256 at 8 x 56 x 56: enough CTAs, but 28 FLOP/byte (memory-bound): mma
-        ("wgmma", (8, 64, 56, 256, 1, 1), "mma"),
+        # 1x1 64 -> 256 at 8 x 56 x 56: 28 FLOP/byte (memory-bound) but a plain GEMM, both
+        # operands by TMA: wgmma (with RESNET_KERNELS_CUDA_TMA=0: mma, test_selection_without_tma)
+        ("wgmma", (8, 64, 56, 256, 1, 1), "wgmma"),
+        # a memory-bound strided 1x1 (A gathered): mma
+        ("wgmma", (8, 256, 56, 512, 1, 2), "mma"),
         # K = 64: layer1's 3x3 at batch 8, ~280 FLOP/byte, 196 CTAs of 128x64: the 128x64 wgmma tile
         ("wgmma", (8, 64, 56, 64, 3, 1), "wgmma"),
-        # K = 64 but a 1x1 256 -> 64 (51 FLOP/byte, memory-bound): mma
-        ("wgmma", (8, 256, 56, 64, 1, 1), "mma"),
+        # K = 64, a 1x1 256 -> 64 (51 FLOP/byte, memory-bound, plain GEMM): the 128x64 wgmma tile
+        ("wgmma", (8, 256, 56, 64, 1, 1), "wgmma"),
         # K = 96: between the 128x64 and the 128x128 tiles, left on mma
         ("wgmma", (64, 96, 14, 96, 3, 1), "mma"),
         # K = 64 at batch 1 on 56x56: compute-bound (~260 FLOP/byte) but 25 CTAs of 128x64, fewer than the SMs
@@ -261,6 +265,15 @@ def test_kernel_selection(value, shape, expect, gen, monkeypatch):
         if args[1].shape[0] <= 64:
             assert plan.tile_n == 64, plan
     assert rel_error(y, oracle(*args)) <= REL_TOL[torch.float16]
+
+
+@needs_sm90
+@pytest.mark.parametrize("shape", [(8, 64, 56, 256, 1, 1), (8, 256, 56, 64, 1, 1)])
+def test_selection_without_tma(shape, gen, monkeypatch):
+    """With RESNET_KERNELS_CUDA_TMA=0 a memory-bound plain GEMM stays on the mma.sync kernel."""
+    monkeypatch.setenv(ENV, "wgmma")
+    monkeypatch.setenv("RESNET_KERNELS_CUDA_TMA", "0")
+    assert cuda_ops.conv_plan(*_selection_args(gen, *shape)).kernel == "mma"
 
 
 def test_bad_value_names_the_variable_and_the_choices(gen, monkeypatch):

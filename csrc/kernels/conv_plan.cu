@@ -51,6 +51,7 @@
 
 #include "kernels/launch.h"
 #include "kernels/tile_config.h"
+#include "kernels/tma_map.h"
 #include "kernels/wgmma_config.h"
 
 namespace resnet_kernels {
@@ -153,6 +154,12 @@ cudaError_t plan_conv(const ConvParams& p, int device, int num_sms, int forced_s
     if (!wgmma_tile_shape(plan->kernel, &plan->tile_m, &plan->tile_n)) return cudaErrorInvalidValue;
     plan->vector_output = vector_output_ok(p, p.k_per_group());
     plan->vector_residual = plan->vector_output && vector_residual_ok(p);
+    // TMA where it applies (WgmmaLoads, launch.h) unless switched off, or
+    // where the driver has no tensor-map encoder.
+    bool use_tma = true;
+    if (tma_from_env(&use_tma) != nullptr) return cudaErrorInvalidValue;
+    if (use_tma && tma_encoder_available())
+      plan->loads = tma_gemm_input_ok(p) ? WgmmaLoads::kTmaAB : WgmmaLoads::kTmaB;
     return cudaSuccess;
   }
 
@@ -189,7 +196,11 @@ bool plan_fits(const ConvParams& p, const ConvPlan& plan, const void* workspace,
     int bm = 0, bn = 0;
     if (!wgmma_tile_shape(plan.kernel, &bm, &bn) || plan.tile_m != bm || plan.tile_n != bn || plan.split != 1)
       return false;
+    const bool loads_known = plan.loads == WgmmaLoads::kCpAsync || plan.loads == WgmmaLoads::kTmaB ||
+                             plan.loads == WgmmaLoads::kTmaAB;
+    if (!loads_known || (plan.loads == WgmmaLoads::kTmaAB && !tma_gemm_input_ok(p))) return false;
   } else {
+    if (plan.loads != WgmmaLoads::kCpAsync) return false;  // the mma.sync kernel has no TMA path
     const bool small = plan.tile_m == SmallTile::BM && plan.tile_n == SmallTile::BN;
     const bool large = plan.tile_m == LargeTile::BM && plan.tile_n == LargeTile::BN;
     if (!small && !large) return false;

@@ -193,12 +193,16 @@ __device__ __forceinline__ void preactivate8(uint4* slot, const float (&a)[8], c
 // i*ROW_STEP (output channels: the byte address of KRSC weight row g*Kg + n;
 // rows past Kg read row 0 of the group and are zero-filled). Per k tile the
 // thread adds one tap offset to every A row and one byte offset to every B row.
+//
+// A_LOADS or B_LOADS may be 0: that operand comes by TMA instead (the wgmma
+// kernel's WgmmaLoads), and the loader neither keeps nor copies its rows.
 template <typename T, int A_LOADS, int B_LOADS, int ROW_STEP>
 struct TileLoader {
-  uint64_t a_addr[A_LOADS];
-  int a_h0[A_LOADS], a_w0[A_LOADS];
-  uint64_t b_addr[B_LOADS];
-  bool b_row_ok[B_LOADS];
+  // (at least one element each: a zero-length array is not C++)
+  uint64_t a_addr[A_LOADS > 0 ? A_LOADS : 1];
+  int a_h0[A_LOADS > 0 ? A_LOADS : 1], a_w0[A_LOADS > 0 ? A_LOADS : 1];
+  uint64_t b_addr[B_LOADS > 0 ? B_LOADS : 1];
+  bool b_row_ok[B_LOADS > 0 ? B_LOADS : 1];
 
   __device__ __forceinline__ TileLoader(const ConvParams& p, int64_t m0, int n0, int row0, int64_t M, int group,
                                         int cg, int kg, int gemm_k) {

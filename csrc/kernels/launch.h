@@ -35,6 +35,29 @@ bool implicit_gemm_supports(const ConvParams& p);
 // Calls that implicit_gemm_supports rejects go to the direct kernel whatever the value.
 enum class KernelChoice { kMma, kWgmma, kWgmmaN64, kWgmmaN128, kWgmmaN256, kInvalid };
 
+// How the wgmma kernel brings its operand tiles into shared memory (a
+// template parameter of the kernel, chosen per call by plan_conv):
+//   kCpAsync  every thread copies 16-byte chunks of A (the gathered
+//             activations) and B (the weights) with cp.async;
+//   kTmaB     B by the tensor memory accelerator (one TMA copy per k tile,
+//             issued by one thread), A by cp.async as above;
+//   kTmaAB    both by TMA: calls whose A is a plain matrix (1x1 filter,
+//             stride 1, no padding, no pre-activation prologue: A is x
+//             viewed as the (N*H*W) x C matrix), see tma_gemm_input_ok.
+// RESNET_KERNELS_CUDA_TMA (read on every call): unset, "" or "1" = TMA where
+// it applies (the default), "0" = kCpAsync always.
+enum class WgmmaLoads { kCpAsync = 0, kTmaB = 1, kTmaAB = 2 };
+
+// nullptr when RESNET_KERNELS_CUDA_TMA is unset or a valid value (*use_tma
+// set); else a message naming the variable and its values (the torch op raises it).
+const char* tma_from_env(bool* use_tma);
+
+// Whether TMA can load A of call p (kTmaAB): a 1x1 filter at stride 1 without
+// padding or prologue (A rows are x's pixel rows, dense NHWC), M < 2^31
+// (TMA coordinates are 32-bit). The alignment TMA needs (16-byte x, 16-byte
+// row strides) follows from implicit_gemm_supports (16-byte x, 8 | C/groups).
+bool tma_gemm_input_ok(const ConvParams& p);
+
 // The parsed variable; kInvalid for an unknown value.
 KernelChoice kernel_choice();
 
@@ -84,6 +107,7 @@ struct ConvPlan {
   size_t workspace_bytes;  // split > 1: split * M * K * sizeof(float); else 0
   bool vector_output;      // 16-byte output stores (staged epilogue of either GEMM kernel, or the split-K reduce)
   bool vector_residual;    // ... and 16-byte residual loads
+  WgmmaLoads loads;        // wgmma plans: how the operand tiles are loaded (kCpAsync for the others)
 };
 
 // RESNET_KERNELS_CUDA_SPLIT_K, read with std::getenv on every call (cheap next

@@ -111,6 +111,86 @@ __device__ __forceinline__ void fence_operands(float (&v)[N]) {
   for (int i = 0; i < N; ++i) fence_operand(v[i]);
 }
 
+// ---- Tensor memory accelerator (TMA) and the shared-memory barriers (mbarrier)
+// its copies complete on.
+//
+// A TMA copy is issued by one thread with the address of a CUtensorMap (a
+// 128-byte descriptor of a global tensor: element type, sizes, byte strides,
+// the box one copy moves, the shared-memory swizzle; built on the host,
+// passed as a __grid_constant__ kernel parameter) and the coordinates of the
+// box's first element. The tensor unit writes the box to shared memory in the
+// map's swizzle, zero-filling elements outside the tensor, and then counts
+// the box's bytes (ALL of them, zero-filled ones included) as completed
+// transactions on an mbarrier. An mbarrier phase completes when its expected
+// arrivals have arrived AND its expected transaction bytes have completed;
+// a thread that sees the phase complete (try_wait.parity) also sees the
+// copied data.
+
+// Barrier in shared memory (8 bytes, 8-byte aligned) expecting `count`
+// arrivals per phase; its current phase has parity 0.
+__device__ __forceinline__ void mbarrier_init(uint32_t bar, uint32_t count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
+}
+
+// Makes the initialisation of mbarriers visible to the async proxy (the
+// tensor unit that completes transactions on them); a CTA barrier after it
+// extends it to the other threads.
+__device__ __forceinline__ void fence_mbarrier_init() {
+  asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+}
+
+// One arrival on `bar` that also raises the transaction bytes the current
+// phase waits for by `bytes` (the copies issued next will complete them).
+__device__ __forceinline__ void mbarrier_arrive_expect_tx(uint32_t bar, uint32_t bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes) : "memory");
+}
+
+// Whether the phase of parity `parity` of `bar` has completed (the hardware
+// may suspend the thread a while before answering no).
+__device__ __forceinline__ bool mbarrier_try_wait(uint32_t bar, uint32_t parity) {
+  uint32_t done;
+  asm volatile(
+      "{\n.reg .pred p;\n"
+      "mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
+      "selp.u32 %0, 1, 0, p;\n}\n"
+      : "=r"(done)
+      : "r"(bar), "r"(parity)
+      : "memory");
+  return done != 0;
+}
+
+// Waits for the phase of parity `parity` of `bar`. A copy that never
+// completes its bytes (a byte count that does not match the boxes issued)
+// would leave every thread here forever and hang the process; past 2^26
+// unanswered polls (each try_wait may suspend the thread for a while, so
+// well over a second of spinning, and a preempted context does not poll)
+// the thread traps instead, which ends the kernel with a launch failure the
+// host reports. A legitimate wait is a few microseconds.
+__device__ __forceinline__ void mbarrier_wait(uint32_t bar, uint32_t parity) {
+  uint32_t polls = 0;
+  while (!mbarrier_try_wait(bar, parity)) {
+    if (++polls == (1u << 26)) __trap();
+  }
+}
+
+// Loads the tensor map's 128 bytes into the descriptor cache ahead of the
+// first copy that uses it (`map`: generic address of a __grid_constant__ parameter).
+__device__ __forceinline__ void prefetch_tensormap(const void* map) {
+  asm volatile("prefetch.tensormap [%0];\n" ::"l"(reinterpret_cast<uint64_t>(map)) : "memory");
+}
+
+// TMA copy of the box at coordinates (c0, c1, c2) (innermost first, in
+// elements; may lie partly or wholly outside the tensor: zero-filled) of the
+// rank-3 tensor `map` to shared memory at `dst` (shared::cta address,
+// 1024-byte aligned for the 128-byte swizzle), completing its bytes on `bar`.
+__device__ __forceinline__ void tma_load_3d(uint32_t dst, const void* map, uint32_t bar, int c0, int c1, int c2) {
+  asm volatile(
+      "cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4}], [%5];\n" ::"r"(
+          dst),
+      "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(c2), "r"(bar)
+      : "memory");
+}
+
 // ---- wgmma.mma_async.sync.aligned.m64nNk16.f32.{f16,bf16}: D (+)= A * B^T for
 // one warpgroup (128 threads), A = 64 x 16 and B = N x 16 both K-major in
 // shared memory via descriptors, fp32 accumulators in registers. scale_d == 0

@@ -25,6 +25,15 @@
 //   one row, so the gather of the mma.sync kernel carries over with only the
 //   destination address changed. The same XOR makes the copies conflict-free:
 //   the 8 threads writing one row's 8 chunks cover all 32 banks.
+// - Operand loads, chosen per launch (WgmmaLoads, launch.h; a template
+//   parameter): cp.async for both operands; or B (the weights) by TMA; or,
+//   for 1x1 stride-1 calls without prologue, A and B by TMA. A TMA copy is
+//   one instruction of one thread per tile and operand (tma_map.h: the maps),
+//   writing the same swizzled [rows][64] tile the cp.async copies write; it
+//   completes on a per-slot mbarrier that every thread waits on before the
+//   tile's wgmmas (ptx_sm90.cuh). What it saves: each thread's per-tile
+//   cp.async issue and address arithmetic (B_LOADS = 4-8 copies per thread
+//   for B, A_LOADS = 4 more with the padding checks for A).
 // - Two epilogues, chosen per launch by WgmmaOutput (from ConvPlan, uniform
 //   over the grid), as in the mma.sync kernel (no split-K here):
 //     vector  the fp32 tile is staged through the (then idle) ring and each
@@ -42,6 +51,7 @@
 
 #include <climits>
 #include <cstdint>
+#include <type_traits>
 
 #include "kernels/conv_params.h"
 #include "kernels/epilogue.cuh"
@@ -49,6 +59,7 @@
 #include "kernels/launch.h"
 #include "kernels/ptx.cuh"
 #include "kernels/ptx_sm90.cuh"
+#include "kernels/tma_map.h"
 #include "kernels/wgmma_config.h"
 
 namespace resnet_kernels {
@@ -78,12 +89,17 @@ struct WgmmaOutput {
   bool vector_residual;  // vector: 16-byte residual loads
 };
 
-template <typename T, typename Cfg>
+// map_a / map_b: the tensor maps of A (LOADS == kTmaAB) and B (LOADS != kCpAsync),
+// else unused (tma_map.h).
+template <typename T, typename Cfg, WgmmaLoads LOADS>
 __global__ void __launch_bounds__(Cfg::THREADS, Cfg::MIN_BLOCKS)
-    wgmma_conv_kernel(const ConvParams p, const WgmmaOutput out, const KDecode kd) {
+    wgmma_conv_kernel(const ConvParams p, const WgmmaOutput out, const KDecode kd,
+                      const __grid_constant__ CUtensorMap map_a, const __grid_constant__ CUtensorMap map_b) {
 #if RESNET_KERNELS_SM90A
   constexpr int BM = Cfg::BM, BN = Cfg::BN, BK = Cfg::BK, STAGES = Cfg::STAGES;
   constexpr int ROW_BYTES = BK * 2;  // 128: one swizzled line per tile row
+  constexpr bool TMA_A = LOADS == WgmmaLoads::kTmaAB;
+  constexpr bool TMA_B = LOADS != WgmmaLoads::kCpAsync;
 
   // ---- Shared memory: STAGES x { A [BM][64], B [BN][64] }, each stage
   // STAGE_BYTES (a multiple of 1024) long, the base rounded up to 1024 bytes
@@ -103,6 +119,23 @@ __global__ void __launch_bounds__(Cfg::THREADS, Cfg::MIN_BLOCKS)
   const int64_t m0 = int64_t(blockIdx.x) * BM;
   const int64_t M = p.pixels();
 
+  // ---- TMA: one mbarrier per ring slot ("full": the slot's TMA bytes have
+  // landed), one arrival per phase (the issuing thread's arrive.expect_tx)
+  // plus the bytes of the slot's copies. Slot s is filled for tiles s,
+  // s + STAGES, ...: the j-th fill completes phase j, of parity j % 2.
+  __shared__ __align__(8) uint64_t full_bar[TMA_B ? STAGES : 1];
+  const uint32_t bar0 = ptx::smem_addr(full_bar);
+  if constexpr (TMA_B) {
+    if (threadIdx.x == 0) {
+#pragma unroll
+      for (int s = 0; s < STAGES; ++s) ptx::mbarrier_init(bar0 + 8 * s, 1);
+      ptx::fence_mbarrier_init();
+      ptx::prefetch_tensormap(&map_b);
+      if constexpr (TMA_A) ptx::prefetch_tensormap(&map_a);
+    }
+    __syncthreads();  // the barriers are initialised before any thread waits on them
+  }
+
   // ---- Loader state (as in implicit_gemm.cuh, with 8 chunks per row).
   // Thread t copies chunk column t % 8 of tile rows t / 8 + 32i of A
   // (i < A_LOADS) and of B (i < B_LOADS): a fixed k offset inside every k
@@ -116,14 +149,30 @@ __global__ void __launch_bounds__(Cfg::THREADS, Cfg::MIN_BLOCKS)
   constexpr uint32_t ROW_STEP_BYTES = Cfg::ROW_STEP * ROW_BYTES;
 
   // A rows (output pixels) and B rows (output channels) of this thread, and
-  // the per-tile copies: gather.cuh, TileLoader.
-  const TileLoader<T, Cfg::A_LOADS, Cfg::B_LOADS, Cfg::ROW_STEP> loader(p, m0, n0, row0, M, group, cg, kg, gemm_k);
+  // the per-tile copies: gather.cuh, TileLoader (without the operands TMA loads).
+  const TileLoader<T, TMA_A ? 0 : Cfg::A_LOADS, TMA_B ? 0 : Cfg::B_LOADS, Cfg::ROW_STEP> loader(
+      p, m0, n0, row0, M, group, cg, kg, gemm_k);
 
-  // Issue the copies of the k tile at position kp into ring slot `stage`.
-  auto load_tile = [&](uint32_t stage, const KPos& kp) {
-    const uint32_t sa = smem_base + stage * Cfg::STAGE_BYTES + thread_off;
-    const uint32_t sb = sa + Cfg::A_BYTES;
-    loader.copy(p, kp, gemm_k, sa, sb, ROW_STEP_BYTES);
+  // Issue the copies of k tile k0 / BK (this thread's chunk at position kp)
+  // into ring slot `stage`:
+  // this thread's cp.async chunks, and (thread 0) the slot's TMA copies,
+  // announced to its barrier with their byte count first. Both TMA boxes are
+  // whole tiles ([BM][64] at (k, group, m0), [BN][64] at (k, n0, group)), so
+  // the count is the tile bytes whatever part of them lies outside the tensors.
+  auto load_tile = [&](uint32_t stage, const KPos& kp, int k0) {
+    if constexpr (!TMA_A) {
+      const uint32_t sa = smem_base + stage * Cfg::STAGE_BYTES + thread_off;
+      const uint32_t sb = sa + Cfg::A_BYTES;
+      loader.copy(p, kp, gemm_k, sa, sb, ROW_STEP_BYTES);
+    }
+    if constexpr (TMA_B) {
+      if (threadIdx.x == 0) {
+        const uint32_t sa = smem_base + stage * Cfg::STAGE_BYTES, bar = bar0 + 8 * stage;
+        ptx::mbarrier_arrive_expect_tx(bar, TMA_A ? Cfg::STAGE_BYTES : Cfg::B_BYTES);
+        if constexpr (TMA_A) ptx::tma_load_3d(sa, &map_a, bar, k0, group, int(m0));
+        ptx::tma_load_3d(sa + Cfg::A_BYTES, &map_b, bar, k0, n0, group);
+      }
+    }
   };
 
   // Prologue pre(x) on this thread's A chunks of the tile at position kp in
@@ -218,10 +267,10 @@ __global__ void __launch_bounds__(Cfg::THREADS, Cfg::MIN_BLOCKS)
 #pragma unroll
   for (int s = 0; s < STAGES - 2; ++s) {
     if (s < k_tiles) {
-      load_tile(s, ld);
+      load_tile(s, ld, s * BK);
       advance_kpos<BK>(ld, kstep, p, cg);
     }
-    ptx::cp_async_commit();
+    if constexpr (!TMA_A) ptx::cp_async_commit();
   }
   // Ring slots: kt % STAGES and (kt + STAGES-2) % STAGES. For a power-of-two
   // STAGES that is one AND of kt; otherwise (N128: 5 stages) a modulo by a
@@ -229,28 +278,35 @@ __global__ void __launch_bounds__(Cfg::THREADS, Cfg::MIN_BLOCKS)
   // result also evicted a descriptor's high word (re-moved before every
   // wgmma), so the two slots are counted instead (wrapping at STAGES).
   constexpr bool POW2_STAGES = (STAGES & (STAGES - 1)) == 0;
-  uint32_t slot = 0, load_slot = STAGES - 2;
+  // `phase`: parity of the current fill of slot `slot` (flips as the slot
+  // counter wraps), what the TMA barrier wait of tile kt asks for.
+  uint32_t slot = 0, load_slot = STAGES - 2, phase = 0;
   for (int kt = 0; kt < k_tiles; ++kt) {
     const uint32_t stage = POW2_STAGES ? unsigned(kt) % STAGES : slot;
-    ptx::cp_async_wait<STAGES - 3>();  // this thread's copies of tile kt are in shared memory
-    if (p.has_prologue()) prologue_tile(stage, decode_kpos(p, kd, cg, kt * BK + chunk * 8));
+    if constexpr (!TMA_A) ptx::cp_async_wait<STAGES - 3>();  // this thread's copies of tile kt are in shared memory
+    // The TMA bytes of tile kt have landed and are visible to this thread
+    // (and to the wgmmas it issues: both are async-proxy accesses).
+    if constexpr (TMA_B) ptx::mbarrier_wait(bar0 + 8 * stage, phase);
+    if (!TMA_A && p.has_prologue()) prologue_tile(stage, decode_kpos(p, kd, cg, kt * BK + chunk * 8));
     // cp.async writes and the prologue's stores are generic-proxy writes;
     // wgmma reads through the async proxy. Each thread fences its own writes,
     // then the barrier orders every thread's fenced writes before every
-    // warpgroup's wgmmas (and is the point of the invariant above).
-    ptx::fence_proxy_async_shared();
+    // warpgroup's wgmmas (and is the point of the invariant above, which the
+    // TMA refill of a slot relies on as much as the cp.async one).
+    if constexpr (!TMA_A) ptx::fence_proxy_async_shared();
     __syncthreads();
     // Tensor cores first (asynchronous: the copies below are issued while they
     // run), then the refill of tile kt-2's slot.
     mma_tile(stage);
     const int next = kt + STAGES - 2;
     if (next < k_tiles) {
-      load_tile(POW2_STAGES ? unsigned(next) % STAGES : load_slot, ld);
+      load_tile(POW2_STAGES ? unsigned(next) % STAGES : load_slot, ld, next * BK);
       advance_kpos<BK>(ld, kstep, p, cg);
     }
+    phase ^= slot == STAGES - 1 ? 1u : 0u;
     slot = slot == STAGES - 1 ? 0 : slot + 1;
     load_slot = load_slot == STAGES - 1 ? 0 : load_slot + 1;
-    ptx::cp_async_commit();
+    if constexpr (!TMA_A) ptx::cp_async_commit();
     ptx::wgmma_wait_group<1>();  // tile kt-1's wgmmas are done; tile kt's may run on
   }
   ptx::wgmma_wait_group<0>();
@@ -273,7 +329,8 @@ __global__ void __launch_bounds__(Cfg::THREADS, Cfg::MIN_BLOCKS)
     // overwrites a slot it may still read. Only empty cp.async groups can be
     // pending here; wait<0> makes that independent of the loop's bookkeeping.
     // (Generic stores after completed async-proxy reads: the same order as
-    // the main loop's cp.async refill of a slot, which needs no proxy fence.)
+    // the main loop's cp.async refill of a slot, which needs no proxy fence.
+    // Every TMA copy was waited for in the loop: none is in flight.)
     ptx::cp_async_wait<0>();
     __syncthreads();
     float* staged = reinterpret_cast<float*>(smem);
@@ -383,21 +440,42 @@ cudaError_t wgmma_compiled(bool* compiled) {
   return cudaSuccess;
 }
 
-template <typename T, typename Cfg>
+template <typename T, typename Cfg, WgmmaLoads LOADS>
 cudaError_t launch_wgmma_tile(const ConvParams& p, const WgmmaOutput& out, cudaStream_t stream) {
   const int kg = p.k_per_group();
   const int64_t m_tiles = (p.pixels() + Cfg::BM - 1) / Cfg::BM;
   const int64_t n_tiles = int64_t(kg + Cfg::BN - 1) / Cfg::BN * p.groups;
   if (m_tiles > 0x7fffffff || n_tiles > 65535) return cudaErrorInvalidValue;  // implicit_gemm_supports rules it out
-  auto* kernel = wgmma_conv_kernel<T, Cfg>;
-  const cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Cfg::SMEM_BYTES);
+  constexpr bool bf16 = std::is_same<T, __nv_bfloat16>::value;
+  CUtensorMap map_a{}, map_b{};  // zero where unused
+  cudaError_t err = cudaSuccess;
+  if (LOADS != WgmmaLoads::kCpAsync) err = encode_weight_map(p, bf16, Cfg::BN, &map_b);
+  if (err == cudaSuccess && LOADS == WgmmaLoads::kTmaAB) err = encode_gemm_input_map(p, bf16, Cfg::BM, &map_a);
   if (err != cudaSuccess) return err;
-  kernel<<<dim3(unsigned(m_tiles), unsigned(n_tiles)), Cfg::THREADS, Cfg::SMEM_BYTES, stream>>>(p, out, make_kdecode(p));
+  auto* kernel = wgmma_conv_kernel<T, Cfg, LOADS>;
+  err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Cfg::SMEM_BYTES);
+  if (err != cudaSuccess) return err;
+  kernel<<<dim3(unsigned(m_tiles), unsigned(n_tiles)), Cfg::THREADS, Cfg::SMEM_BYTES, stream>>>(
+      p, out, make_kdecode(p), map_a, map_b);
   return cudaGetLastError();
 }
 
+template <typename T, typename Cfg>
+cudaError_t launch_wgmma_loads(const ConvParams& p, const WgmmaOutput& out, WgmmaLoads loads, cudaStream_t stream) {
+  switch (loads) {
+    case WgmmaLoads::kCpAsync:
+      return launch_wgmma_tile<T, Cfg, WgmmaLoads::kCpAsync>(p, out, stream);
+    case WgmmaLoads::kTmaB:
+      return launch_wgmma_tile<T, Cfg, WgmmaLoads::kTmaB>(p, out, stream);
+    case WgmmaLoads::kTmaAB:
+      return launch_wgmma_tile<T, Cfg, WgmmaLoads::kTmaAB>(p, out, stream);
+  }
+  return cudaErrorInvalidValue;
+}
+
 // The host has validated `plan` against p (plan_fits, launch.cu): a wgmma
-// tile, split 1, and vector flags only where p's alignment allows them.
+// tile, split 1, vector flags only where p's alignment allows them, and TMA
+// loads of A only where A is a plain matrix.
 template <typename T>
 cudaError_t launch_wgmma_conv(const ConvParams& p, const ConvPlan& plan, cudaStream_t stream) {
   // Without sm_90a code the kernel is a trap, which would lose the CUDA
@@ -409,11 +487,11 @@ cudaError_t launch_wgmma_conv(const ConvParams& p, const ConvPlan& plan, cudaStr
   const WgmmaOutput out{plan.vector_output, plan.vector_output && plan.vector_residual};
   switch (plan.kernel) {
     case KernelChoice::kWgmmaN64:
-      return launch_wgmma_tile<T, WgmmaTileN64>(p, out, stream);
+      return launch_wgmma_loads<T, WgmmaTileN64>(p, out, plan.loads, stream);
     case KernelChoice::kWgmmaN128:
-      return launch_wgmma_tile<T, WgmmaTileN128>(p, out, stream);
+      return launch_wgmma_loads<T, WgmmaTileN128>(p, out, plan.loads, stream);
     case KernelChoice::kWgmmaN256:
-      return launch_wgmma_tile<T, WgmmaTileN256>(p, out, stream);
+      return launch_wgmma_loads<T, WgmmaTileN256>(p, out, plan.loads, stream);
     default:
       return cudaErrorInvalidValue;  // a concrete tile is required (select_kernel picks one)
   }

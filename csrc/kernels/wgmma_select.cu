@@ -11,6 +11,7 @@
 #include <string>
 
 #include "kernels/launch.h"
+#include "kernels/tma_map.h"
 #include "kernels/wgmma_config.h"
 
 namespace resnet_kernels {
@@ -31,12 +32,24 @@ std::atomic<int> available_cache[kMaxDevices];
 // estimate, to be replaced by a measured ratio once the kernel has run on an H100.
 constexpr double kN256CtaCost = 1.8;
 
-// wgmma only raises the MMA ceiling (~560 TFLOP/s for mma.sync against ~790
-// measured for wgmma on an H100), so "wgmma" takes only calls that are
-// compute-bound under the mma.sync ceiling at 3.0 TB/s: at least 560/3.0 ~ 187
-// FLOP per byte of their one-pass traffic. Memory-bound calls (ResNet-50's 1x1
-// convs of stages 1-3: 28-171 FLOP/byte) keep the mma.sync kernel and its epilogue.
+// With its A operand gathered by cp.async, wgmma only raises the MMA ceiling
+// (~560 TFLOP/s for mma.sync against ~790 measured for wgmma on an H100), so
+// "wgmma" takes those calls only where they are compute-bound under the
+// mma.sync ceiling at 3.0 TB/s: at least 560/3.0 ~ 187 FLOP per byte of their
+// one-pass traffic. Memory-bound gathered calls keep the mma.sync kernel.
+// Plain-GEMM calls (1x1, stride 1: ResNet-50's 1x1 convs of stages 1-3 at
+// 28-171 FLOP/byte) take wgmma whatever their intensity when both operands
+// come by TMA (kTmaAB): its main loop is then ~80 SASS instructions per
+// 64-deep k tile against the mma.sync kernel's 104-128, with up to 3 k tiles
+// of 24-48 KB in flight per CTA -- which of the two streams HBM better is
+// what the "cuda" and "cuda-wgmma" benchmark providers measure side by side.
 constexpr double kMinFlopPerByte = 560e12 / 3.0e12;
+
+// Whether call p would load both operands by TMA (plan_conv's rule).
+bool plain_gemm_by_tma(const ConvParams& p) {
+  bool use_tma = true;
+  return tma_from_env(&use_tma) == nullptr && use_tma && tma_gemm_input_ok(p) && tma_encoder_available();
+}
 
 // Arithmetic intensity of call p: MMA FLOPs over the bytes it must move at
 // least (x, w, y and a residual of y's size, 2 bytes each).
@@ -138,8 +151,8 @@ cudaError_t select_kernel(const ConvParams& p, int device, int num_sms, KernelCh
     *kernel = choice;
     return cudaSuccess;
   }
-  // "wgmma": compute-bound calls (kMinFlopPerByte) whose wgmma grid gives
-  // every SM at least one CTA (smaller grids keep the mma.sync kernel's 64x64
+  // "wgmma": compute-bound calls (kMinFlopPerByte) and plain GEMMs loaded by
+  // TMA (see there) whose wgmma grid gives every SM at least one CTA (smaller grids keep the mma.sync kernel's 64x64
   // tile, which spreads them, with split-K where that pays), either
   // - K/groups <= 64: the 128x64 tile (no column wasted on 64 channels; e.g.
   //   ResNet-50 layer1's 3x3 and the stem padded to C = 8, at ~260-290
@@ -147,7 +160,7 @@ cudaError_t select_kernel(const ConvParams& p, int device, int num_sms, KernelCh
   // - K/groups >= 128, where the mma.sync kernel would take its own 128x128
   //   tile: 128x128 or 128x256 (below).
   // 64 < K/groups < 128 stays on mma.sync (its 64-wide tile wastes less there).
-  if (!available || flop_per_byte(p) < kMinFlopPerByte) return cudaSuccess;
+  if (!available || (flop_per_byte(p) < kMinFlopPerByte && !plain_gemm_by_tma(p))) return cudaSuccess;
   const int kg = p.k_per_group();
   if (kg <= WgmmaTileN64::BN) {
     if (ctas(p, WgmmaTileN64::BM, WgmmaTileN64::BN) >= num_sms) *kernel = KernelChoice::kWgmmaN64;

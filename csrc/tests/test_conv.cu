@@ -110,18 +110,33 @@ const char* wgmma_env_value(resnet_kernels::KernelChoice tile) {
   }
 }
 
+// Name of a WgmmaLoads value, for the report.
+const char* loads_name(resnet_kernels::WgmmaLoads loads) {
+  switch (loads) {
+    case resnet_kernels::WgmmaLoads::kTmaB:
+      return "tma_b";
+    case resnet_kernels::WgmmaLoads::kTmaAB:
+      return "tma_ab";
+    default:
+      return "cp.async";
+  }
+}
+
 template <typename T>
 // wgmma: kMma runs launch_conv_bn_act's own choice; kWgmmaN64 / N128 / N256 run
 // the wgmma kernel with that tile on the cases the tensor-core path takes,
 // through plan_conv under RESNET_KERNELS_CUDA_KERNEL=wgmma_n64 / _n128 / _n256
 // (the op's own path: selection, vector flags, plan_fits), with the plan's
-// epilogue or, with wgmma_paired, the paired one (vector flags cleared).
+// epilogue or, with wgmma_paired, the paired one (vector flags cleared);
+// wgmma_tma: RESNET_KERNELS_CUDA_TMA=1 (TMA loads where they apply: the plan
+// must say kTmaAB exactly for the plain-GEMM cases, kTmaB otherwise) or 0
+// (cp.async loads).
 // split: -1 = launch_conv_bn_act without a workspace (never splits); 0 = the
 // plan of plan_conv's split-K heuristic, n >= 1 = the mma.sync plan with
 // split-K forced to min(n, k tiles); both with a cudaMalloc'd workspace.
 bool run_case(const Case& cs, bool direct_only, std::mt19937& rng,
               resnet_kernels::KernelChoice wgmma = resnet_kernels::KernelChoice::kMma, int split = -1,
-              bool wgmma_paired = false) {
+              bool wgmma_paired = false, bool wgmma_tma = true) {
   const int P = (cs.h + 2 * cs.pad - cs.dil * (cs.r - 1) - 1) / cs.stride + 1;
   const int Q = (cs.w + 2 * cs.pad - cs.dil * (cs.s - 1) - 1) / cs.stride + 1;
   const int cg = cs.c / cs.groups;
@@ -185,22 +200,28 @@ bool run_case(const Case& cs, bool direct_only, std::mt19937& rng,
   const bool use_split = tensor_cores && !use_wgmma && split >= 0;
   resnet_kernels::ConvPlan plan{};
   void* workspace = nullptr;
-  char label[32] = "";
+  char label[48] = "";
   if (use_wgmma) {
     int device = 0, num_sms = 0;
     CHECK_CUDA(cudaGetDevice(&device));
     CHECK_CUDA(resnet_kernels::multiprocessor_count(device, &num_sms));
     setenv("RESNET_KERNELS_CUDA_KERNEL", wgmma_env_value(wgmma), 1);
+    setenv("RESNET_KERNELS_CUDA_TMA", wgmma_tma ? "1" : "0", 1);
     const cudaError_t err = resnet_kernels::plan_conv(p, device, num_sms, 0, &plan);
     unsetenv("RESNET_KERNELS_CUDA_KERNEL");
+    unsetenv("RESNET_KERNELS_CUDA_TMA");
     CHECK_CUDA(err);
-    if (plan.kernel != wgmma) {  // a selection bug: fail (and leak this case's buffers; the test ends anyway)
-      std::printf("FAIL  %-28s %s planned kernel %d\n", cs.name, wgmma_env_value(wgmma), int(plan.kernel));
+    const resnet_kernels::WgmmaLoads loads = !wgmma_tma                               ? resnet_kernels::WgmmaLoads::kCpAsync
+                                             : resnet_kernels::tma_gemm_input_ok(p) ? resnet_kernels::WgmmaLoads::kTmaAB
+                                                                                    : resnet_kernels::WgmmaLoads::kTmaB;
+    if (plan.kernel != wgmma || plan.loads != loads) {  // a selection bug: fail (and leak this case's buffers)
+      std::printf("FAIL  %-28s %s planned kernel %d, loads %s (expected %s)\n", cs.name, wgmma_env_value(wgmma),
+                  int(plan.kernel), loads_name(plan.loads), loads_name(loads));
       return false;
     }
     if (wgmma_paired) plan.vector_output = plan.vector_residual = false;
-    std::snprintf(label, sizeof(label), "wgmma %dx%d%s%s", plan.tile_m, plan.tile_n,
-                  plan.vector_output ? " v" : " paired", plan.vector_residual ? "r" : "");
+    std::snprintf(label, sizeof(label), "wgmma %dx%d%s%s %s", plan.tile_m, plan.tile_n,
+                  plan.vector_output ? " v" : " paired", plan.vector_residual ? "r" : "", loads_name(plan.loads));
   }
   if (use_split) {
     int device = 0, num_sms = 0;
@@ -234,7 +255,7 @@ bool run_case(const Case& cs, bool direct_only, std::mt19937& rng,
     if (!(err <= tol * (std::fabs(ref[i]) + rms))) ++bad;  // NaN (unwritten) counts as bad
     if (err > worst || std::isnan(err)) worst = err;
   }
-  std::printf("%-5s %-28s %-20s %s  max err %.3g (rms %.3g), %zu bad\n", bad ? "FAIL" : "ok", cs.name,
+  std::printf("%-5s %-28s %-30s %s  max err %.3g (rms %.3g), %zu bad\n", bad ? "FAIL" : "ok", cs.name,
               !tensor_cores ? "direct" : use_split || use_wgmma ? label : "tensor-core",
               std::is_same<T, __half>::value ? "fp16" : "bf16", worst, rms, bad);
   for (float* d : dev) CHECK_CUDA(cudaFree(d));
@@ -244,8 +265,9 @@ bool run_case(const Case& cs, bool direct_only, std::mt19937& rng,
 
 // usage: test_conv [--quick]
 // --quick (for the sanitizers, which slow every launch 10-100x): fp16 only, no
-// direct-only pass, split-K 0 and 3, each wgmma tile with its planned epilogue,
-// and without the one large case; the same kernels and code paths otherwise.
+// direct-only pass, split-K 0 and 3, each wgmma tile with its planned epilogue
+// (TMA and cp.async loads), and without the one large case; the same kernels
+// and code paths otherwise.
 int main(int argc, char** argv) {
   const bool quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
   if (argc > 1 && !quick) {
@@ -268,6 +290,11 @@ int main(int argc, char** argv) {
       {"1x1 K=512, option A", 2, 256, 8, 8, 512, 1, 1, 1, 0, 1, 1, 2, false, true},
       {"K=36: 32-bit stores", 2, 32, 10, 10, 36, 3, 3, 1, 1, 1, 1, 1, true, true},
       {"batch 1, 7x7, 512->512", 1, 512, 7, 7, 512, 3, 3, 1, 1, 1, 1, 1, false, true},
+      // 1x1 stride 1 (A by TMA in the wgmma kernel): M = 147 (a 128-row tail), Cg = 72 (the
+      // second k tile mostly past the channels), K = 200 (N tails)
+      {"1x1 GEMM, M/C/K tails", 3, 72, 7, 7, 200, 1, 1, 1, 0, 1, 1, 1, false, true},
+      // ... 4 groups of Cg = 16, Kg = 24: the group offset in A, B and y
+      {"1x1 GEMM, 4 groups", 2, 64, 6, 6, 96, 1, 1, 1, 0, 1, 4, 0, false, true},
   };
   std::mt19937 rng(1234);
   bool ok = true;
@@ -290,8 +317,10 @@ int main(int argc, char** argv) {
   // The Hopper wgmma kernel, all three tiles, on every case (tensor-core
   // cases; the rest run the direct kernel again), each with its planned
   // epilogue (16-byte staged where 8 | Kg: "v", "vr" with 16-byte residual
-  // loads) and with the paired one. On a compute capability 9.0 device its
-  // absence is a build error (sm_90a missing from CMAKE_CUDA_ARCHITECTURES).
+  // loads) and with the paired one, each with TMA loads (B, or A and B for
+  // the 1x1 stride-1 cases) and with cp.async loads. On a compute capability
+  // 9.0 device its absence is a build error (sm_90a missing from
+  // CMAKE_CUDA_ARCHITECTURES).
   int device = 0, major = 0, minor = 0;
   CHECK_CUDA(cudaGetDevice(&device));
   CHECK_CUDA(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
@@ -305,12 +334,13 @@ int main(int argc, char** argv) {
   for (const Case& cs : cases)
     for (auto tile : {resnet_kernels::KernelChoice::kWgmmaN64, resnet_kernels::KernelChoice::kWgmmaN128,
                       resnet_kernels::KernelChoice::kWgmmaN256})
-      for (bool paired : {false, true}) {
-        if (!wgmma) break;
-        if (skip(cs) || (quick && paired)) continue;
-        ok = run_case<__half>(cs, false, rng, tile, -1, paired) && ok;
-        if (!quick) ok = run_case<__nv_bfloat16>(cs, false, rng, tile, -1, paired) && ok;
-      }
+      for (bool paired : {false, true})
+        for (bool tma : {true, false}) {
+          if (!wgmma) break;
+          if (skip(cs) || (quick && paired)) continue;
+          ok = run_case<__half>(cs, false, rng, tile, -1, paired, tma) && ok;
+          if (!quick) ok = run_case<__nv_bfloat16>(cs, false, rng, tile, -1, paired, tma) && ok;
+        }
   std::printf(ok ? "all cases passed\n" : "FAILED\n");
   return ok ? 0 : 1;
 }

@@ -3,8 +3,9 @@
 The cuda backend picks its tensor-core kernel from the environment variable
 RESNET_KERNELS_CUDA_KERNEL on every call (csrc/kernels/launch.h): unset or
 "mma" = the mma.sync kernel, "wgmma" = the Hopper wgmma kernel for the calls it
-suits (compute-bound, a grid that fills the GPU, K/groups <= 64 on its 128x64
-tile or >= 128 on its 128x128 / 128x256 ones). These
+suits (compute-bound, or a 1x1 stride-1 GEMM whose operands it loads by TMA;
+a grid that fills the GPU; K/groups <= 64 on its 128x64 tile or >= 128 on its
+128x128 / 128x256 ones). These
 providers set it to "wgmma" around their calls only, so one process measures
 both kernels side by side. Under a CUDA graph the choice made at capture is
 the one replayed.

@@ -1,0 +1,43 @@
+// Tensor maps (CUtensorMap) for the wgmma kernel's TMA loads (wgmma_conv.cuh,
+// WgmmaLoads in launch.h). Host code.
+//
+// A tensor map describes a global tensor to the tensor memory accelerator:
+// element type, sizes and byte strides of up to 5 dimensions (innermost
+// first), the box one copy moves, and the shared-memory swizzle it writes.
+// Both maps here are rank 3 with the group as a dimension of its own, so a
+// box never reaches into the next group's channels: what lies past the
+// group's end (channels past C/groups, output channels past K/groups) is
+// outside the tensor and arrives as zeros, as the cp.async path zero-fills it.
+// The box's inner extent is 64 elements = 128 bytes, one line of the 128-byte
+// swizzle the kernel's shared tiles and wgmma descriptors use (ptx_sm90.cuh).
+//
+// The driver function that builds a map (cuTensorMapEncodeTiled) is looked up
+// once through the runtime (cudaGetDriverEntryPointByVersion), so the
+// extension does not link libcuda itself.
+#pragma once
+
+#include <cuda.h>
+#include <cuda_runtime.h>
+
+#include "kernels/conv_params.h"
+
+namespace resnet_kernels {
+
+// Whether the driver's cuTensorMapEncodeTiled was found (looked up once).
+bool tma_encoder_available();
+
+// B of the implicit GEMM: the KRSC weights as (gemm_k, K/groups, groups) --
+// element (k, n, g) is weight row g*Kg + n, reduction index k -- with a box of
+// 64 x box_rows x 1. A copy at (k0, n0, g) fills the [box_rows][64] B tile of
+// k tile k0 / 64 and output channels n0 .. n0 + box_rows - 1 of group g.
+// `bf16`: the element type (else fp16). cudaErrorInvalidValue when the driver
+// rejects the map (or the encoder is missing).
+cudaError_t encode_weight_map(const ConvParams& p, bool bf16, int box_rows, CUtensorMap* map);
+
+// A of a plain-GEMM call (tma_gemm_input_ok): NHWC x as (C/groups, groups,
+// N*H*W) -- element (c, g, m) is x[m][g*Cg + c] -- with a box of 64 x 1 x
+// box_rows: a copy at (k0, g, m0) fills the [box_rows][64] A tile of pixels
+// m0 .. m0 + box_rows - 1, channels k0 .. k0 + 63 of group g.
+cudaError_t encode_gemm_input_map(const ConvParams& p, bool bf16, int box_rows, CUtensorMap* map);
+
+}  // namespace resnet_kernels

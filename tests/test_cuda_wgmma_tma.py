@@ -1,0 +1,121 @@
+"""TMA loads of the Hopper wgmma kernel (csrc/kernels/wgmma_conv.cuh, tma_map.cu) against the
+float64 reference, and their choice by plan_conv and RESNET_KERNELS_CUDA_TMA (GPU only).
+
+The plan takes, for a wgmma call (WgmmaLoads in csrc/kernels/launch.h):
+  'tma_ab'   A (activations) and B (weights) by TMA: 1x1 filter, stride 1, no padding, no
+             prologue (A is x as an (N*H*W) x C matrix);
+  'tma_b'    B by TMA, A gathered with cp.async: every other call;
+  'cp.async' both with cp.async: RESNET_KERNELS_CUDA_TMA=0.
+Each numeric test checks, through the profiler's kernel names, that the kernel instance with
+those loads ran (the template argument WgmmaLoads: 0 cp.async, 1 tma_b, 2 tma_ab), so a plan
+that says TMA while the cp.async kernel runs fails here. Outputs land in NaN-poisoned memory.
+"""
+
+import re
+
+import pytest
+import torch
+from conftest import HAS_CUDA, needs_cuda, needs_extension
+from helpers import REL_TOL, cuda_randn, cuda_vector, cuda_weight, into_poisoned_memory, kernels_run, oracle, rel_error
+
+from resnet_kernels import cuda_ops
+
+ENV = "RESNET_KERNELS_CUDA_KERNEL"
+TMA_ENV = "RESNET_KERNELS_CUDA_TMA"
+TILES = {"wgmma_n64": 64, "wgmma_n128": 128, "wgmma_n256": 256}  # value -> BN of the tile it forces
+needs_sm90 = pytest.mark.skipif(
+    not (HAS_CUDA and torch.cuda.get_device_capability() == (9, 0)),
+    reason="the wgmma kernel and TMA need a compute capability 9.0 GPU (H100/H200)",
+)
+LOADS = {"cp.async": 0, "tma_b": 1, "tma_ab": 2}  # plan name -> WgmmaLoads template argument
+
+pytestmark = [needs_cuda, needs_extension]
+
+# name: (N, C, H, W, K, R, S, stride, padding, groups), all taking the wgmma kernel when forced
+SHAPES = {
+    # M = 147 (a 128-row tail), C = 72 (the second k tile mostly past the channels), K = 200
+    "gemm_tails": (3, 72, 7, 7, 200, 1, 1, 1, 0, 1),
+    # 4 groups of 16 input / 24 output channels: the group coordinate of both tensor maps
+    "gemm_groups4": (2, 64, 6, 6, 96, 1, 1, 1, 0, 4),
+    # many k tiles (C = 1024) and M = 2 * 14 * 14 = 392: the ring wraps several times
+    "gemm_c1024": (2, 1024, 14, 14, 256, 1, 1, 1, 0, 1),
+    # a 3x3 (A gathered, B by TMA): gemm_k = 648 = 10 k tiles + 8, K = 200
+    "conv3x3_tails": (3, 72, 9, 9, 200, 3, 3, 1, 1, 1),
+    # a strided 1x1 (not a plain GEMM: A gathered)
+    "conv1x1_stride2": (2, 64, 16, 16, 128, 1, 1, 2, 0, 1),
+}
+
+
+def _args(name, dtype, gen, residual=True, prologue=False):
+    n, c, h, w, k, r, s, stride, padding, groups = SHAPES[name]
+    x = cuda_randn(gen, n, c, h, w, dtype=dtype)
+    wt = cuda_weight(gen, k, c // groups, r, s, dtype)
+    p, q = (h + 2 * padding - r) // stride + 1, (w + 2 * padding - s) // stride + 1
+    res = cuda_randn(gen, n, k, p, q, dtype=dtype) if residual else None
+    pre = (cuda_vector(gen, c, positive=True), cuda_vector(gen, c, positive=True)) if prologue else (None, None)
+    args = (x, wt, cuda_vector(gen, k, positive=True), cuda_vector(gen, k), res, [stride] * 2, [padding] * 2,
+            [1, 1], groups, True, *pre, 1)
+    return args, (n, k, p, q)
+
+
+def _expected_loads(name, tma, prologue=False):
+    if not tma:
+        return "cp.async"
+    n, c, h, w, k, r, s, stride, padding, groups = SHAPES[name]
+    gemm = (r, s, stride, padding) == (1, 1, 1, 0) and not prologue
+    return "tma_ab" if gemm else "tma_b"
+
+
+def _ran_with_loads(kernels, loads):
+    # e.g. "wgmma_conv_kernel<__half, resnet_kernels::WgmmaTile<128, 5, 1>, (resnet_kernels::WgmmaLoads)2>"
+    pattern = re.compile(rf"WgmmaLoads\)\s*{LOADS[loads]}\b")
+    return any("wgmma_conv_kernel" in k and pattern.search(k) for k in kernels)
+
+
+@needs_sm90
+@pytest.mark.parametrize("tma", [True, False], ids=["tma", "cp_async"])
+@pytest.mark.parametrize("tile", list(TILES))
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("name", list(SHAPES))
+def test_loads_match_the_reference(name, dtype, tile, tma, gen, monkeypatch):
+    monkeypatch.setenv(ENV, tile)
+    monkeypatch.setenv(TMA_ENV, "1" if tma else "0")
+    args, out_shape = _args(name, dtype, gen)
+    plan = cuda_ops.conv_plan(*args)
+    assert (plan.kernel, plan.tile_n, plan.loads) == ("wgmma", TILES[tile], _expected_loads(name, tma)), plan
+    y, kernels = kernels_run(lambda: into_poisoned_memory(torch.ops.resnet_kernels.conv_bn_act_cuda, args, out_shape))
+    assert _ran_with_loads(kernels, plan.loads), (plan, kernels)
+    err = rel_error(y, oracle(*args))
+    assert err <= REL_TOL[dtype], f"relative error {err:.3g} > {REL_TOL[dtype]:.3g}"
+
+
+@needs_sm90
+@pytest.mark.parametrize("tile", list(TILES))
+def test_prologue_keeps_a_gathered(tile, gen, monkeypatch):
+    """A 1x1 stride-1 call with a pre-activation prologue transforms A in shared memory after the
+    copy, which TMA's A path does not do: it must take 'tma_b'."""
+    monkeypatch.setenv(ENV, tile)
+    monkeypatch.delenv(TMA_ENV, raising=False)
+    args, out_shape = _args("gemm_tails", torch.float16, gen, residual=False, prologue=True)
+    plan = cuda_ops.conv_plan(*args)
+    assert plan.loads == _expected_loads("gemm_tails", True, prologue=True) == "tma_b", plan
+    y, kernels = kernels_run(lambda: into_poisoned_memory(torch.ops.resnet_kernels.conv_bn_act_cuda, args, out_shape))
+    assert _ran_with_loads(kernels, "tma_b"), kernels
+    assert rel_error(y, oracle(*args)) <= REL_TOL[torch.float16]
+
+
+def test_mma_plans_never_use_tma(gen, monkeypatch):
+    """The mma.sync kernel has no TMA path: its plans say cp.async whatever the variable says."""
+    monkeypatch.setenv(ENV, "mma")
+    monkeypatch.setenv(TMA_ENV, "1")
+    args, _ = _args("gemm_tails", torch.float16, gen)
+    plan = cuda_ops.conv_plan(*args)
+    assert (plan.kernel, plan.loads) == ("mma", "cp.async"), plan
+
+
+@pytest.mark.parametrize("value", ["2", "yes", "tma"])
+def test_bad_value_names_the_variable(value, gen, monkeypatch):
+    monkeypatch.setenv(TMA_ENV, value)
+    args, _ = _args("gemm_tails", torch.float16, gen)
+    with pytest.raises(RuntimeError, match=rf"{TMA_ENV}='{value}' is not a TMA choice: use 1 .* 0 for cp.async"):
+        torch.ops.resnet_kernels.conv_bn_act_cuda(*args)
