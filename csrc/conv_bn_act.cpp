@@ -158,8 +158,8 @@ ConvPlan plan_call(const ConvParams& p, const at::Tensor& x) {
   if (const char* why = kernel_choice_error(x.get_device())) TORCH_CHECK(false, kOp, ": ", why);
   int forced_split = 0;
   if (const char* why = split_k_from_env(&forced_split)) TORCH_CHECK(false, kOp, ": ", why);
-  bool use_tma = true;
-  if (const char* why = tma_from_env(&use_tma)) TORCH_CHECK(false, kOp, ": ", why);
+  TmaChoice tma = TmaChoice::kAll;
+  if (const char* why = tma_from_env(&tma)) TORCH_CHECK(false, kOp, ": ", why);
   int num_sms = 0;
   C10_CUDA_CHECK(multiprocessor_count(x.get_device(), &num_sms));
   ConvPlan plan{};
@@ -209,7 +209,8 @@ at::Tensor conv_bn_act_cuda(const at::Tensor& x, const at::Tensor& weight, const
 // conv_plan_cuda: what conv_bn_act_cuda would launch for these arguments, now,
 // on x's device: [kernel (0 direct, 1 mma.sync, 2 wgmma), tile_m, tile_n,
 // split, workspace_bytes, vector_output, vector_residual, loads (WgmmaLoads:
-// 0 cp.async, 1 TMA for B, 2 TMA for A and B)] (see ConvPlan). Runs
+// 0 cp.async, 1 TMA for B, 2 TMA for A and B, 3 TMA for B and im2col TMA
+// for A)] (see ConvPlan). Runs
 // the op's checks and layout conversions but launches nothing; the output is
 // taken as 16-byte aligned, as the op's fresh allocation is. For tests and
 // benchmarks (resnet_kernels.cuda_ops.conv_plan).

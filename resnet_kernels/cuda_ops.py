@@ -59,7 +59,8 @@ class CudaPlan(NamedTuple):
     workspace_bytes: int  # fp32 partials the op allocates per call (split * M * K * 4, or 0)
     vector_output: bool  # 16-byte output stores (staged epilogue of mma or wgmma, or the split-K reduce)
     vector_residual: bool  # 16-byte residual loads
-    loads: str  # wgmma operand loads: 'cp.async', 'tma_b' (weights by TMA) or 'tma_ab' (both by TMA)
+    loads: str  # wgmma operand loads: 'cp.async', 'tma_b' (weights by TMA), 'tma_ab' (both by TMA) or
+    #             'tma_im2col' (both by TMA, the activations in im2col mode)
 
 
 def conv_plan(x, weight, scale, shift, residual, stride, padding, dilation, groups, relu, in_scale, in_shift,
@@ -73,4 +74,4 @@ def conv_plan(x, weight, scale, shift, residual, stride, padding, dilation, grou
     )
     kernel, tile_m, tile_n, split, workspace, vector_output, vector_residual, loads = raw
     return CudaPlan(("direct", "mma", "wgmma")[kernel], tile_m, tile_n, split, workspace, bool(vector_output),
-                    bool(vector_residual), ("cp.async", "tma_b", "tma_ab")[loads])
+                    bool(vector_residual), ("cp.async", "tma_b", "tma_ab", "tma_im2col")[loads])

@@ -2,13 +2,16 @@
 float64 reference, and their choice by plan_conv and RESNET_KERNELS_CUDA_TMA (GPU only).
 
 The plan takes, for a wgmma call (WgmmaLoads in csrc/kernels/launch.h):
-  'tma_ab'   A (activations) and B (weights) by TMA: 1x1 filter, stride 1, no padding, no
-             prologue (A is x as an (N*H*W) x C matrix);
-  'tma_b'    B by TMA, A gathered with cp.async: every other call;
-  'cp.async' both with cp.async: RESNET_KERNELS_CUDA_TMA=0.
+  'tma_ab'     A (activations) and B (weights) by TMA: 1x1 filter, stride 1, no padding, no
+               prologue (A is x as an (N*H*W) x C matrix);
+  'tma_im2col' B by TMA, A by TMA's im2col mode: other calls with 64 | C/groups and no prologue;
+  'tma_b'      B by TMA, A gathered with cp.async: every other call, and every call under
+               RESNET_KERNELS_CUDA_TMA=weights;
+  'cp.async'   both with cp.async: RESNET_KERNELS_CUDA_TMA=0.
 Each numeric test checks, through the profiler's kernel names, that the kernel instance with
-those loads ran (the template argument WgmmaLoads: 0 cp.async, 1 tma_b, 2 tma_ab), so a plan
-that says TMA while the cp.async kernel runs fails here. Outputs land in NaN-poisoned memory.
+those loads ran (the template argument WgmmaLoads: 0 cp.async, 1 tma_b, 2 tma_ab, 3 tma_im2col),
+so a plan that says TMA while the cp.async kernel runs fails here. Outputs land in NaN-poisoned
+memory.
 """
 
 import re
@@ -27,7 +30,7 @@ needs_sm90 = pytest.mark.skipif(
     not (HAS_CUDA and torch.cuda.get_device_capability() == (9, 0)),
     reason="the wgmma kernel and TMA need a compute capability 9.0 GPU (H100/H200)",
 )
-LOADS = {"cp.async": 0, "tma_b": 1, "tma_ab": 2}  # plan name -> WgmmaLoads template argument
+LOADS = {"cp.async": 0, "tma_b": 1, "tma_ab": 2, "tma_im2col": 3}  # plan name -> WgmmaLoads template argument
 
 pytestmark = [needs_cuda, needs_extension]
 
@@ -39,10 +42,14 @@ SHAPES = {
     "gemm_groups4": (2, 64, 6, 6, 96, 1, 1, 1, 0, 4),
     # many k tiles (C = 1024) and M = 2 * 14 * 14 = 392: the ring wraps several times
     "gemm_c1024": (2, 1024, 14, 14, 256, 1, 1, 1, 0, 1),
-    # a 3x3 (A gathered, B by TMA): gemm_k = 648 = 10 k tiles + 8, K = 200
+    # a 3x3 with 64 not dividing C (A gathered, B by TMA): gemm_k = 648 = 10 k tiles + 8, K = 200
     "conv3x3_tails": (3, 72, 9, 9, 200, 3, 3, 1, 1, 1),
-    # a strided 1x1 (not a plain GEMM: A gathered)
+    # a strided 1x1 (not a plain GEMM; im2col with traversal stride 2)
     "conv1x1_stride2": (2, 64, 16, 16, 128, 1, 1, 2, 0, 1),
+    # im2col: a strided 3x3 on odd sizes (13x11 -> 7x6), C = 128 (2 k tiles per tap), K = 200
+    "conv3x3_stride2_c128": (3, 128, 13, 11, 200, 3, 3, 2, 1, 1),
+    # im2col: 2 groups of 64 input / 48 output channels, M = 162 (a row and image crossing tail)
+    "conv3x3_groups2_c64": (2, 128, 9, 9, 96, 3, 3, 1, 1, 2),
 }
 
 
@@ -59,11 +66,15 @@ def _args(name, dtype, gen, residual=True, prologue=False):
 
 
 def _expected_loads(name, tma, prologue=False):
-    if not tma:
+    """The loads plan_conv must choose under RESNET_KERNELS_CUDA_TMA=tma (launch.h's rule)."""
+    if tma == "0":
         return "cp.async"
     n, c, h, w, k, r, s, stride, padding, groups = SHAPES[name]
-    gemm = (r, s, stride, padding) == (1, 1, 1, 0) and not prologue
-    return "tma_ab" if gemm else "tma_b"
+    if tma == "weights" or prologue:
+        return "tma_b"
+    if (r, s, stride, padding) == (1, 1, 1, 0):
+        return "tma_ab"
+    return "tma_im2col" if (c // groups) % 64 == 0 else "tma_b"
 
 
 def _ran_with_loads(kernels, loads):
@@ -73,13 +84,13 @@ def _ran_with_loads(kernels, loads):
 
 
 @needs_sm90
-@pytest.mark.parametrize("tma", [True, False], ids=["tma", "cp_async"])
+@pytest.mark.parametrize("tma", ["1", "weights", "0"], ids=["tma", "tma_weights", "cp_async"])
 @pytest.mark.parametrize("tile", list(TILES))
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
 @pytest.mark.parametrize("name", list(SHAPES))
 def test_loads_match_the_reference(name, dtype, tile, tma, gen, monkeypatch):
     monkeypatch.setenv(ENV, tile)
-    monkeypatch.setenv(TMA_ENV, "1" if tma else "0")
+    monkeypatch.setenv(TMA_ENV, tma)
     args, out_shape = _args(name, dtype, gen)
     plan = cuda_ops.conv_plan(*args)
     assert (plan.kernel, plan.tile_n, plan.loads) == ("wgmma", TILES[tile], _expected_loads(name, tma)), plan
@@ -91,14 +102,15 @@ def test_loads_match_the_reference(name, dtype, tile, tma, gen, monkeypatch):
 
 @needs_sm90
 @pytest.mark.parametrize("tile", list(TILES))
-def test_prologue_keeps_a_gathered(tile, gen, monkeypatch):
-    """A 1x1 stride-1 call with a pre-activation prologue transforms A in shared memory after the
-    copy, which TMA's A path does not do: it must take 'tma_b'."""
+@pytest.mark.parametrize("name", ["gemm_tails", "conv3x3_stride2_c128"])
+def test_prologue_keeps_a_gathered(name, tile, gen, monkeypatch):
+    """A call with a pre-activation prologue transforms A in shared memory after the copy, which
+    neither TMA path for A does: a 1x1 stride-1 call and an im2col-eligible 3x3 take 'tma_b'."""
     monkeypatch.setenv(ENV, tile)
     monkeypatch.delenv(TMA_ENV, raising=False)
-    args, out_shape = _args("gemm_tails", torch.float16, gen, residual=False, prologue=True)
+    args, out_shape = _args(name, torch.float16, gen, residual=False, prologue=True)
     plan = cuda_ops.conv_plan(*args)
-    assert plan.loads == _expected_loads("gemm_tails", True, prologue=True) == "tma_b", plan
+    assert plan.loads == _expected_loads(name, "1", prologue=True) == "tma_b", plan
     y, kernels = kernels_run(lambda: into_poisoned_memory(torch.ops.resnet_kernels.conv_bn_act_cuda, args, out_shape))
     assert _ran_with_loads(kernels, "tma_b"), kernels
     assert rel_error(y, oracle(*args)) <= REL_TOL[torch.float16]
@@ -117,5 +129,5 @@ def test_mma_plans_never_use_tma(gen, monkeypatch):
 def test_bad_value_names_the_variable(value, gen, monkeypatch):
     monkeypatch.setenv(TMA_ENV, value)
     args, _ = _args("gemm_tails", torch.float16, gen)
-    with pytest.raises(RuntimeError, match=rf"{TMA_ENV}='{value}' is not a TMA choice: use 1 .* 0 for cp.async"):
+    with pytest.raises(RuntimeError, match=rf"{TMA_ENV}='{value}' is not a TMA choice: use 1 .* weights .* 0 for"):
         torch.ops.resnet_kernels.conv_bn_act_cuda(*args)

@@ -156,10 +156,9 @@ cudaError_t plan_conv(const ConvParams& p, int device, int num_sms, int forced_s
     plan->vector_residual = plan->vector_output && vector_residual_ok(p);
     // TMA where it applies (WgmmaLoads, launch.h) unless switched off, or
     // where the driver has no tensor-map encoder.
-    bool use_tma = true;
-    if (tma_from_env(&use_tma) != nullptr) return cudaErrorInvalidValue;
-    if (use_tma && tma_encoder_available())
-      plan->loads = tma_gemm_input_ok(p) ? WgmmaLoads::kTmaAB : WgmmaLoads::kTmaB;
+    TmaChoice tma = TmaChoice::kAll;
+    if (tma_from_env(&tma) != nullptr) return cudaErrorInvalidValue;
+    plan->loads = wgmma_loads(p);
     return cudaSuccess;
   }
 
@@ -196,9 +195,10 @@ bool plan_fits(const ConvParams& p, const ConvPlan& plan, const void* workspace,
     int bm = 0, bn = 0;
     if (!wgmma_tile_shape(plan.kernel, &bm, &bn) || plan.tile_m != bm || plan.tile_n != bn || plan.split != 1)
       return false;
-    const bool loads_known = plan.loads == WgmmaLoads::kCpAsync || plan.loads == WgmmaLoads::kTmaB ||
-                             plan.loads == WgmmaLoads::kTmaAB;
-    if (!loads_known || (plan.loads == WgmmaLoads::kTmaAB && !tma_gemm_input_ok(p))) return false;
+    const bool loads_fit = plan.loads == WgmmaLoads::kCpAsync || plan.loads == WgmmaLoads::kTmaB ||
+                           (plan.loads == WgmmaLoads::kTmaAB && tma_gemm_input_ok(p)) ||
+                           (plan.loads == WgmmaLoads::kTmaIm2col && tma_im2col_input_ok(p));
+    if (!loads_fit) return false;
   } else {
     if (plan.loads != WgmmaLoads::kCpAsync) return false;  // the mma.sync kernel has no TMA path
     const bool small = plan.tile_m == SmallTile::BM && plan.tile_n == SmallTile::BN;

@@ -43,20 +43,35 @@ enum class KernelChoice { kMma, kWgmma, kWgmmaN64, kWgmmaN128, kWgmmaN256, kInva
 //             issued by one thread), A by cp.async as above;
 //   kTmaAB    both by TMA: calls whose A is a plain matrix (1x1 filter,
 //             stride 1, no padding, no pre-activation prologue: A is x
-//             viewed as the (N*H*W) x C matrix), see tma_gemm_input_ok.
+//             viewed as the (N*H*W) x C matrix), see tma_gemm_input_ok;
+//   kTmaIm2col both by TMA, A in the tensor unit's im2col mode (one copy per
+//             k tile gathers 128 output pixels' channels of one tap, padding
+//             zero-filled): other calls with 64 | C/groups and no prologue,
+//             see tma_im2col_input_ok (ResNet 3x3s, strided 1x1s).
 // RESNET_KERNELS_CUDA_TMA (read on every call): unset, "" or "1" = TMA where
-// it applies (the default), "0" = kCpAsync always.
-enum class WgmmaLoads { kCpAsync = 0, kTmaB = 1, kTmaAB = 2 };
+// it applies (the default), "weights" = kTmaB at most, "0" = kCpAsync always.
+enum class WgmmaLoads { kCpAsync = 0, kTmaB = 1, kTmaAB = 2, kTmaIm2col = 3 };
+enum class TmaChoice { kAll, kWeights, kNone };
 
-// nullptr when RESNET_KERNELS_CUDA_TMA is unset or a valid value (*use_tma
+// nullptr when RESNET_KERNELS_CUDA_TMA is unset or a valid value (*choice
 // set); else a message naming the variable and its values (the torch op raises it).
-const char* tma_from_env(bool* use_tma);
+const char* tma_from_env(TmaChoice* choice);
+
+// The loads of a wgmma plan for call p: the most TMA the variable allows and
+// the call admits (kCpAsync without the driver's tensor-map encoders).
+WgmmaLoads wgmma_loads(const ConvParams& p);
 
 // Whether TMA can load A of call p (kTmaAB): a 1x1 filter at stride 1 without
 // padding or prologue (A rows are x's pixel rows, dense NHWC), M < 2^31
 // (TMA coordinates are 32-bit). The alignment TMA needs (16-byte x, 16-byte
 // row strides) follows from implicit_gemm_supports (16-byte x, 8 | C/groups).
 bool tma_gemm_input_ok(const ConvParams& p);
+
+// Whether im2col TMA can load A of call p (kTmaIm2col): 64 | C/groups (a k
+// tile is one tap's 64 channels of one group), no prologue, strides <= 8,
+// tap offsets below 2^16 and box corners (pad, pad - (S-1)*dil) within
+// [-128, 127] (the limits of a rank-4 im2col map).
+bool tma_im2col_input_ok(const ConvParams& p);
 
 // The parsed variable; kInvalid for an unknown value.
 KernelChoice kernel_choice();

@@ -191,6 +191,20 @@ __device__ __forceinline__ void tma_load_3d(uint32_t dst, const void* map, uint3
       : "memory");
 }
 
+// TMA copy in im2col mode from the rank-4 (C, W, H, N) map `map`: channels
+// c .. c + channelsPerPixel - 1 of pixelsPerColumn consecutive pixels of the
+// map's bounding box, starting at (w, h, n) and walking W, then H, then N
+// with the map's traversal strides, each pixel shifted by the tap offsets
+// (off_w, off_h) (16-bit operands); pixels outside the tensor are zero-filled.
+__device__ __forceinline__ void tma_load_im2col_4d(uint32_t dst, const void* map, uint32_t bar, int c, int w, int h,
+                                                   int n, uint16_t off_w, uint16_t off_h) {
+  asm volatile(
+      "cp.async.bulk.tensor.4d.shared::cluster.global.im2col.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4, "
+      "%5}], [%6], {%7, %8};\n" ::"r"(dst),
+      "l"(reinterpret_cast<uint64_t>(map)), "r"(c), "r"(w), "r"(h), "r"(n), "r"(bar), "h"(off_w), "h"(off_h)
+      : "memory");
+}
+
 // ---- wgmma.mma_async.sync.aligned.m64nNk16.f32.{f16,bf16}: D (+)= A * B^T for
 // one warpgroup (128 threads), A = 64 x 16 and B = N x 16 both K-major in
 // shared memory via descriptors, fp32 accumulators in registers. scale_d == 0

@@ -17,26 +17,44 @@ namespace {
 constexpr const char* kTmaEnvVar = "RESNET_KERNELS_CUDA_TMA";
 constexpr cuuint32_t kBoxInner = 64;  // elements: one 128-byte swizzle line (the kernel's BK)
 
-PFN_cuTensorMapEncodeTiled_v12000 find_encoder() {
+// The driver function `name` (CUDA 12.0 ABI), or nullptr.
+void* find_driver_function(const char* name) {
   void* fn = nullptr;
   cudaDriverEntryPointQueryResult found{};
 #if CUDART_VERSION >= 12050
-  const cudaError_t err =
-      cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault, &found);
+  const cudaError_t err = cudaGetDriverEntryPointByVersion(name, &fn, 12000, cudaEnableDefault, &found);
 #else
-  const cudaError_t err = cudaGetDriverEntryPoint("cuTensorMapEncodeTiled", &fn, cudaEnableDefault, &found);
+  const cudaError_t err = cudaGetDriverEntryPoint(name, &fn, cudaEnableDefault, &found);
 #endif
   if (err != cudaSuccess || found != cudaDriverEntryPointSuccess) {
     (void)cudaGetLastError();  // not sticky; keep it from surfacing at the next launch check
     return nullptr;
   }
-  return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(fn);
+  return fn;
 }
 
-// Looked up once (thread-safe static initialisation).
+// Looked up once each (thread-safe static initialisation).
 PFN_cuTensorMapEncodeTiled_v12000 encoder() {
-  static const PFN_cuTensorMapEncodeTiled_v12000 fn = find_encoder();
+  static const auto fn = reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(find_driver_function("cuTensorMapEncodeTiled"));
   return fn;
+}
+PFN_cuTensorMapEncodeIm2col_v12000 im2col_encoder() {
+  static const auto fn =
+      reinterpret_cast<PFN_cuTensorMapEncodeIm2col_v12000>(find_driver_function("cuTensorMapEncodeIm2col"));
+  return fn;
+}
+
+// Bounding-box corners of the im2col map, W first (the order of the
+// driver's arrays, innermost dimension first): the box of the filter's
+// top-left tap over all output pixels. Along W: from -pad_w (output column
+// 0) to W + pad_w - (S-1)*dil_w exclusive, i.e. lower = -pad_w and upper =
+// pad_w - (S-1)*dil_w as offsets from 0 and from W; walked with the stride,
+// that is ceil((W + 2*pad_w - (S-1)*dil_w) / stride_w) = Q positions. H alike.
+void im2col_corners(const ConvParams& p, int (&lower)[2], int (&upper)[2]) {
+  lower[0] = -p.pad_w;
+  lower[1] = -p.pad_h;
+  upper[0] = p.pad_w - (p.S - 1) * p.dil_w;
+  upper[1] = p.pad_h - (p.R - 1) * p.dil_h;
 }
 
 // A rank-3 tiled map with the 128-byte swizzle and zero fill outside the
@@ -56,21 +74,47 @@ cudaError_t encode3d(bool bf16, const void* base, const cuuint64_t (&dims)[3], c
 
 }  // namespace
 
-bool tma_encoder_available() { return encoder() != nullptr; }
+bool tma_encoder_available() { return encoder() != nullptr && im2col_encoder() != nullptr; }
 
-const char* tma_from_env(bool* use_tma) {
-  *use_tma = true;
+const char* tma_from_env(TmaChoice* choice) {
+  *choice = TmaChoice::kAll;
   const char* value = std::getenv(kTmaEnvVar);
   if (value == nullptr || *value == '\0' || std::strcmp(value, "1") == 0) return nullptr;
   if (std::strcmp(value, "0") == 0) {
-    *use_tma = false;
+    *choice = TmaChoice::kNone;
+    return nullptr;
+  }
+  if (std::strcmp(value, "weights") == 0) {
+    *choice = TmaChoice::kWeights;
     return nullptr;
   }
   thread_local std::string message;
   message = std::string(kTmaEnvVar) + "='" + value +
             "' is not a TMA choice: use 1 (or leave it unset) for TMA loads in the wgmma kernel where they "
-            "apply, 0 for cp.async loads only";
+            "apply, weights for the weights only, 0 for cp.async loads only";
   return message.c_str();
+}
+
+WgmmaLoads wgmma_loads(const ConvParams& p) {
+  TmaChoice choice = TmaChoice::kAll;
+  if (tma_from_env(&choice) != nullptr || choice == TmaChoice::kNone || !tma_encoder_available())
+    return WgmmaLoads::kCpAsync;
+  if (choice == TmaChoice::kWeights) return WgmmaLoads::kTmaB;
+  if (tma_gemm_input_ok(p)) return WgmmaLoads::kTmaAB;
+  if (tma_im2col_input_ok(p)) return WgmmaLoads::kTmaIm2col;
+  return WgmmaLoads::kTmaB;
+}
+
+bool tma_im2col_input_ok(const ConvParams& p) {
+  if (p.c_per_group() % 64 != 0 || p.has_prologue()) return false;
+  if (p.stride_h > 8 || p.stride_w > 8) return false;  // the map's traversal strides
+  // Tap offsets are 16-bit operands of the copy instruction.
+  if ((p.R - 1) * int64_t(p.dil_h) > 0xffff || (p.S - 1) * int64_t(p.dil_w) > 0xffff) return false;
+  int lower[2], upper[2];
+  im2col_corners(p, lower, upper);
+  for (int i = 0; i < 2; ++i)  // rank-4 corners are signed 8-bit
+    if (lower[i] < -128 || lower[i] > 127 || upper[i] < -128 || upper[i] > 127) return false;
+  return true;
 }
 
 bool tma_gemm_input_ok(const ConvParams& p) {
@@ -87,6 +131,23 @@ cudaError_t encode_weight_map(const ConvParams& p, bool bf16, int box_rows, CUte
   const cuuint64_t strides[2] = {gemm_k * 2, kg * gemm_k * 2};
   const cuuint32_t box[3] = {kBoxInner, cuuint32_t(box_rows), 1};
   return encode3d(bf16, p.w, dims, strides, box, map);
+}
+
+cudaError_t encode_im2col_input_map(const ConvParams& p, bool bf16, int box_rows, CUtensorMap* map) {
+  const PFN_cuTensorMapEncodeIm2col_v12000 encode = im2col_encoder();
+  if (encode == nullptr || !tma_im2col_input_ok(p)) return cudaErrorInvalidValue;
+  // NHWC x as (C, W, H, N), packed.
+  const cuuint64_t c = cuuint64_t(p.C), w = cuuint64_t(p.W), h = cuuint64_t(p.H);
+  const cuuint64_t dims[4] = {c, w, h, cuuint64_t(p.N)};
+  const cuuint64_t strides[3] = {c * 2, w * c * 2, h * w * c * 2};
+  const cuuint32_t element_strides[4] = {1, cuuint32_t(p.stride_w), cuuint32_t(p.stride_h), 1};
+  int lower[2], upper[2];
+  im2col_corners(p, lower, upper);
+  const CUresult res = encode(map, bf16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 4,
+                              const_cast<void*>(p.x), dims, strides, lower, upper, kBoxInner, cuuint32_t(box_rows),
+                              element_strides, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+                              CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  return res == CUDA_SUCCESS ? cudaSuccess : cudaErrorInvalidValue;
 }
 
 cudaError_t encode_gemm_input_map(const ConvParams& p, bool bf16, int box_rows, CUtensorMap* map) {

@@ -23,7 +23,8 @@
 
 namespace resnet_kernels {
 
-// Whether the driver's cuTensorMapEncodeTiled was found (looked up once).
+// Whether the driver's cuTensorMapEncodeTiled and cuTensorMapEncodeIm2col
+// were found (looked up once).
 bool tma_encoder_available();
 
 // B of the implicit GEMM: the KRSC weights as (gemm_k, K/groups, groups) --
@@ -39,5 +40,15 @@ cudaError_t encode_weight_map(const ConvParams& p, bool bf16, int box_rows, CUte
 // box_rows: a copy at (k0, g, m0) fills the [box_rows][64] A tile of pixels
 // m0 .. m0 + box_rows - 1, channels k0 .. k0 + 63 of group g.
 cudaError_t encode_gemm_input_map(const ConvParams& p, bool bf16, int box_rows, CUtensorMap* map);
+
+// A of a gathered call by the tensor unit's im2col mode (tma_im2col_input_ok):
+// NHWC x as (C, W, H, N) with traversal strides (stride_w, stride_h) and the
+// bounding box of the filter's top-left tap. One copy at coordinates (c, w0,
+// h0, n) with tap offsets (s*dil_w, r*dil_h) fills a [box_rows][64] A tile:
+// channels c .. c+63 of box_rows consecutive output pixels, starting at the
+// one whose top-left tap is input (n, h0, w0) = (n, op*stride_h - pad_h,
+// oq*stride_w - pad_w), walking output columns, then rows, then images, and
+// zero-filling taps in the padding (and pixels past the last image).
+cudaError_t encode_im2col_input_map(const ConvParams& p, bool bf16, int box_rows, CUtensorMap* map);
 
 }  // namespace resnet_kernels

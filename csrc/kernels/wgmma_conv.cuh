@@ -27,7 +27,10 @@
 //   the 8 threads writing one row's 8 chunks cover all 32 banks.
 // - Operand loads, chosen per launch (WgmmaLoads, launch.h; a template
 //   parameter): cp.async for both operands; or B (the weights) by TMA; or,
-//   for 1x1 stride-1 calls without prologue, A and B by TMA. A TMA copy is
+//   for 1x1 stride-1 calls without prologue, A and B by TMA; or, for other
+//   calls with 64 | C/groups and no prologue, B by TMA and A by TMA's im2col
+//   mode (one copy per k tile: one tap's 64 channels of the tile's 128
+//   output pixels, padding zero-filled by the tensor unit). A TMA copy is
 //   one instruction of one thread per tile and operand (tma_map.h: the maps),
 //   writing the same swizzled [rows][64] tile the cp.async copies write; it
 //   completes on a per-slot mbarrier that every thread waits on before the
@@ -89,8 +92,8 @@ struct WgmmaOutput {
   bool vector_residual;  // vector: 16-byte residual loads
 };
 
-// map_a / map_b: the tensor maps of A (LOADS == kTmaAB) and B (LOADS != kCpAsync),
-// else unused (tma_map.h).
+// map_a / map_b: the tensor maps of A (LOADS == kTmaAB: tiled; kTmaIm2col:
+// im2col) and B (LOADS != kCpAsync), else unused (tma_map.h).
 template <typename T, typename Cfg, WgmmaLoads LOADS>
 __global__ void __launch_bounds__(Cfg::THREADS, Cfg::MIN_BLOCKS)
     wgmma_conv_kernel(const ConvParams p, const WgmmaOutput out, const KDecode kd,
@@ -98,7 +101,8 @@ __global__ void __launch_bounds__(Cfg::THREADS, Cfg::MIN_BLOCKS)
 #if RESNET_KERNELS_SM90A
   constexpr int BM = Cfg::BM, BN = Cfg::BN, BK = Cfg::BK, STAGES = Cfg::STAGES;
   constexpr int ROW_BYTES = BK * 2;  // 128: one swizzled line per tile row
-  constexpr bool TMA_A = LOADS == WgmmaLoads::kTmaAB;
+  constexpr bool IM2COL = LOADS == WgmmaLoads::kTmaIm2col;
+  constexpr bool TMA_A = LOADS == WgmmaLoads::kTmaAB || IM2COL;
   constexpr bool TMA_B = LOADS != WgmmaLoads::kCpAsync;
 
   // ---- Shared memory: STAGES x { A [BM][64], B [BN][64] }, each stage
@@ -135,6 +139,17 @@ __global__ void __launch_bounds__(Cfg::THREADS, Cfg::MIN_BLOCKS)
     }
     __syncthreads();  // the barriers are initialised before any thread waits on them
   }
+  // im2col: the tile's first output pixel m0 = (n, op, oq) as the input
+  // position of its filter's top-left tap, the copy's start coordinates.
+  int a_n = 0, a_h = 0, a_w = 0;
+  if constexpr (IM2COL) {
+    const int64_t pq = int64_t(p.P) * p.Q;
+    const int64_t n = m0 / pq;
+    const int rem = int(m0 - n * pq), op = rem / p.Q;
+    a_n = int(n);
+    a_h = op * p.stride_h - p.pad_h;
+    a_w = (rem - op * p.Q) * p.stride_w - p.pad_w;
+  }
 
   // ---- Loader state (as in implicit_gemm.cuh, with 8 chunks per row).
   // Thread t copies chunk column t % 8 of tile rows t / 8 + 32i of A
@@ -159,6 +174,9 @@ __global__ void __launch_bounds__(Cfg::THREADS, Cfg::MIN_BLOCKS)
   // announced to its barrier with their byte count first. Both TMA boxes are
   // whole tiles ([BM][64] at (k, group, m0), [BN][64] at (k, n0, group)), so
   // the count is the tile bytes whatever part of them lies outside the tensors.
+  // The im2col A copy takes the tap and channel of the tile from kp (thread
+  // 0's chunk is the tile's first: kp.c is the tile's channel c0 within the
+  // group, kp.dh, kp.dw its tap's offsets; 64 | Cg, so the tile is one tap).
   auto load_tile = [&](uint32_t stage, const KPos& kp, int k0) {
     if constexpr (!TMA_A) {
       const uint32_t sa = smem_base + stage * Cfg::STAGE_BYTES + thread_off;
@@ -169,7 +187,11 @@ __global__ void __launch_bounds__(Cfg::THREADS, Cfg::MIN_BLOCKS)
       if (threadIdx.x == 0) {
         const uint32_t sa = smem_base + stage * Cfg::STAGE_BYTES, bar = bar0 + 8 * stage;
         ptx::mbarrier_arrive_expect_tx(bar, TMA_A ? Cfg::STAGE_BYTES : Cfg::B_BYTES);
-        if constexpr (TMA_A) ptx::tma_load_3d(sa, &map_a, bar, k0, group, int(m0));
+        if constexpr (IM2COL)
+          ptx::tma_load_im2col_4d(sa, &map_a, bar, group * cg + kp.c, a_w, a_h, a_n, uint16_t(kp.dw),
+                                  uint16_t(kp.dh));
+        else if constexpr (TMA_A)
+          ptx::tma_load_3d(sa, &map_a, bar, k0, group, int(m0));
         ptx::tma_load_3d(sa + Cfg::A_BYTES, &map_b, bar, k0, n0, group);
       }
     }
@@ -451,6 +473,8 @@ cudaError_t launch_wgmma_tile(const ConvParams& p, const WgmmaOutput& out, cudaS
   cudaError_t err = cudaSuccess;
   if (LOADS != WgmmaLoads::kCpAsync) err = encode_weight_map(p, bf16, Cfg::BN, &map_b);
   if (err == cudaSuccess && LOADS == WgmmaLoads::kTmaAB) err = encode_gemm_input_map(p, bf16, Cfg::BM, &map_a);
+  if (err == cudaSuccess && LOADS == WgmmaLoads::kTmaIm2col)
+    err = encode_im2col_input_map(p, bf16, Cfg::BM, &map_a);
   if (err != cudaSuccess) return err;
   auto* kernel = wgmma_conv_kernel<T, Cfg, LOADS>;
   err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Cfg::SMEM_BYTES);
@@ -469,13 +493,16 @@ cudaError_t launch_wgmma_loads(const ConvParams& p, const WgmmaOutput& out, Wgmm
       return launch_wgmma_tile<T, Cfg, WgmmaLoads::kTmaB>(p, out, stream);
     case WgmmaLoads::kTmaAB:
       return launch_wgmma_tile<T, Cfg, WgmmaLoads::kTmaAB>(p, out, stream);
+    case WgmmaLoads::kTmaIm2col:
+      return launch_wgmma_tile<T, Cfg, WgmmaLoads::kTmaIm2col>(p, out, stream);
   }
   return cudaErrorInvalidValue;
 }
 
 // The host has validated `plan` against p (plan_fits, launch.cu): a wgmma
 // tile, split 1, vector flags only where p's alignment allows them, and TMA
-// loads of A only where A is a plain matrix.
+// loads of A only where the call admits them (tma_gemm_input_ok,
+// tma_im2col_input_ok).
 template <typename T>
 cudaError_t launch_wgmma_conv(const ConvParams& p, const ConvPlan& plan, cudaStream_t stream) {
   // Without sm_90a code the kernel is a trap, which would lose the CUDA

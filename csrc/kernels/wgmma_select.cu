@@ -45,11 +45,8 @@ constexpr double kN256CtaCost = 1.8;
 // what the "cuda" and "cuda-wgmma" benchmark providers measure side by side.
 constexpr double kMinFlopPerByte = 560e12 / 3.0e12;
 
-// Whether call p would load both operands by TMA (plan_conv's rule).
-bool plain_gemm_by_tma(const ConvParams& p) {
-  bool use_tma = true;
-  return tma_from_env(&use_tma) == nullptr && use_tma && tma_gemm_input_ok(p) && tma_encoder_available();
-}
+// Whether call p would load both operands by TMA as a plain GEMM (plan_conv's rule).
+bool plain_gemm_by_tma(const ConvParams& p) { return wgmma_loads(p) == WgmmaLoads::kTmaAB; }
 
 // Arithmetic intensity of call p: MMA FLOPs over the bytes it must move at
 // least (x, w, y and a residual of y's size, 2 bytes each).

@@ -117,6 +117,8 @@ const char* loads_name(resnet_kernels::WgmmaLoads loads) {
       return "tma_b";
     case resnet_kernels::WgmmaLoads::kTmaAB:
       return "tma_ab";
+    case resnet_kernels::WgmmaLoads::kTmaIm2col:
+      return "tma_im2col";
     default:
       return "cp.async";
   }
@@ -128,15 +130,16 @@ template <typename T>
 // through plan_conv under RESNET_KERNELS_CUDA_KERNEL=wgmma_n64 / _n128 / _n256
 // (the op's own path: selection, vector flags, plan_fits), with the plan's
 // epilogue or, with wgmma_paired, the paired one (vector flags cleared);
-// wgmma_tma: RESNET_KERNELS_CUDA_TMA=1 (TMA loads where they apply: the plan
-// must say kTmaAB exactly for the plain-GEMM cases, kTmaB otherwise) or 0
-// (cp.async loads).
+// wgmma_tma: the value of RESNET_KERNELS_CUDA_TMA: "1" (TMA loads where they
+// apply: the plan must say kTmaAB for the plain-GEMM cases, kTmaIm2col for
+// the other ones with 64 | Cg and no prologue, kTmaB for the rest),
+// "weights" (kTmaB) or "0" (cp.async loads).
 // split: -1 = launch_conv_bn_act without a workspace (never splits); 0 = the
 // plan of plan_conv's split-K heuristic, n >= 1 = the mma.sync plan with
 // split-K forced to min(n, k tiles); both with a cudaMalloc'd workspace.
 bool run_case(const Case& cs, bool direct_only, std::mt19937& rng,
               resnet_kernels::KernelChoice wgmma = resnet_kernels::KernelChoice::kMma, int split = -1,
-              bool wgmma_paired = false, bool wgmma_tma = true) {
+              bool wgmma_paired = false, const char* wgmma_tma = "1") {
   const int P = (cs.h + 2 * cs.pad - cs.dil * (cs.r - 1) - 1) / cs.stride + 1;
   const int Q = (cs.w + 2 * cs.pad - cs.dil * (cs.s - 1) - 1) / cs.stride + 1;
   const int cg = cs.c / cs.groups;
@@ -206,14 +209,18 @@ bool run_case(const Case& cs, bool direct_only, std::mt19937& rng,
     CHECK_CUDA(cudaGetDevice(&device));
     CHECK_CUDA(resnet_kernels::multiprocessor_count(device, &num_sms));
     setenv("RESNET_KERNELS_CUDA_KERNEL", wgmma_env_value(wgmma), 1);
-    setenv("RESNET_KERNELS_CUDA_TMA", wgmma_tma ? "1" : "0", 1);
+    setenv("RESNET_KERNELS_CUDA_TMA", wgmma_tma, 1);
     const cudaError_t err = resnet_kernels::plan_conv(p, device, num_sms, 0, &plan);
     unsetenv("RESNET_KERNELS_CUDA_KERNEL");
     unsetenv("RESNET_KERNELS_CUDA_TMA");
     CHECK_CUDA(err);
-    const resnet_kernels::WgmmaLoads loads = !wgmma_tma                               ? resnet_kernels::WgmmaLoads::kCpAsync
-                                             : resnet_kernels::tma_gemm_input_ok(p) ? resnet_kernels::WgmmaLoads::kTmaAB
-                                                                                    : resnet_kernels::WgmmaLoads::kTmaB;
+    using resnet_kernels::WgmmaLoads;
+    const bool all = std::strcmp(wgmma_tma, "1") == 0, weights = std::strcmp(wgmma_tma, "weights") == 0;
+    const WgmmaLoads loads = weights                                     ? WgmmaLoads::kTmaB
+                             : !all                                      ? WgmmaLoads::kCpAsync
+                             : resnet_kernels::tma_gemm_input_ok(p)      ? WgmmaLoads::kTmaAB
+                             : resnet_kernels::tma_im2col_input_ok(p)    ? WgmmaLoads::kTmaIm2col
+                                                                         : WgmmaLoads::kTmaB;
     if (plan.kernel != wgmma || plan.loads != loads) {  // a selection bug: fail (and leak this case's buffers)
       std::printf("FAIL  %-28s %s planned kernel %d, loads %s (expected %s)\n", cs.name, wgmma_env_value(wgmma),
                   int(plan.kernel), loads_name(plan.loads), loads_name(loads));
@@ -295,6 +302,11 @@ int main(int argc, char** argv) {
       {"1x1 GEMM, M/C/K tails", 3, 72, 7, 7, 200, 1, 1, 1, 0, 1, 1, 1, false, true},
       // ... 4 groups of Cg = 16, Kg = 24: the group offset in A, B and y
       {"1x1 GEMM, 4 groups", 2, 64, 6, 6, 96, 1, 1, 1, 0, 1, 4, 0, false, true},
+      // 64 | Cg without prologue (A by im2col TMA in the wgmma kernel): dilation 2 with
+      // padding 2; a 5x5 at stride 2 with odd sizes; 2 groups of 64 channels
+      {"im2col dilation 2", 2, 64, 9, 11, 64, 3, 3, 1, 2, 2, 1, 1, false, true},
+      {"im2col 5x5 s2, K=40", 2, 64, 15, 13, 40, 5, 5, 2, 2, 1, 1, 0, false, false},
+      {"im2col 2 groups of 64", 2, 128, 10, 10, 128, 3, 3, 1, 1, 1, 2, 1, false, true},
   };
   std::mt19937 rng(1234);
   bool ok = true;
@@ -317,8 +329,9 @@ int main(int argc, char** argv) {
   // The Hopper wgmma kernel, all three tiles, on every case (tensor-core
   // cases; the rest run the direct kernel again), each with its planned
   // epilogue (16-byte staged where 8 | Kg: "v", "vr" with 16-byte residual
-  // loads) and with the paired one, each with TMA loads (B, or A and B for
-  // the 1x1 stride-1 cases) and with cp.async loads. On a compute capability
+  // loads) and with the paired one, each with TMA loads (B, and A where the
+  // case admits it: tiled for 1x1 stride 1, im2col for 64 | Cg), with TMA for
+  // B only, and with cp.async loads. On a compute capability
   // 9.0 device its absence is a build error (sm_90a missing from
   // CMAKE_CUDA_ARCHITECTURES).
   int device = 0, major = 0, minor = 0;
@@ -335,9 +348,9 @@ int main(int argc, char** argv) {
     for (auto tile : {resnet_kernels::KernelChoice::kWgmmaN64, resnet_kernels::KernelChoice::kWgmmaN128,
                       resnet_kernels::KernelChoice::kWgmmaN256})
       for (bool paired : {false, true})
-        for (bool tma : {true, false}) {
+        for (const char* tma : {"1", "weights", "0"}) {
           if (!wgmma) break;
-          if (skip(cs) || (quick && paired)) continue;
+          if (skip(cs) || (quick && (paired || std::strcmp(tma, "weights") == 0))) continue;
           ok = run_case<__half>(cs, false, rng, tile, -1, paired, tma) && ok;
           if (!quick) ok = run_case<__nv_bfloat16>(cs, false, rng, tile, -1, paired, tma) && ok;
         }
