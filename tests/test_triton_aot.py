@@ -17,7 +17,7 @@ import pytest
 from resnet_kernels.triton.aot import SM90_SHARED_MEMORY
 
 # name: (ResNet-50 layer, dtype, pre-activation prologue, (BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages),
-#        split_k[, channels_last (default True)])
+#        split_k[, channels_last (default True)[, TMA candidate (default False)]])
 CONFIGS = {
     "3x3_fp16_128x128x64": ("resnet50.layer3.0.conv2", "float16", False, (128, 128, 64, 8, 3), 1),
     "1x1_gemm_residual_fp16": ("resnet50.layer1.0.conv3", "float16", False, (128, 256, 64, 8, 3), 1),
@@ -25,7 +25,12 @@ CONFIGS = {
     "stem_7x7_c3_fp16": ("resnet50.conv1", "float16", False, (64, 64, 64, 4, 3), 1),
     "3x3_late_split16_fp16": ("resnet50.layer4.1.conv2", "float16", False, (64, 64, 64, 4, 3), 16),
     "stem_nchw_flat_fp16": ("resnet50.conv1", "float16", False, (64, 64, 32, 4, 4), 1, False),
+    # TMA candidates (tma.py); the first is the TMA twin of 1x1_gemm_residual_fp16.
+    "1x1_tma_residual_fp16": ("resnet50.layer1.0.conv3", "float16", False, (128, 256, 64, 8, 3), 1, True, True),
+    "1x1_tma_bf16_4warps": ("resnet50.layer4.1.conv1", "bfloat16", False, (128, 128, 64, 4, 4), 1, True, True),
+    "1x1_tma_split4_fp16": ("resnet50.layer4.1.conv1", "float16", False, (64, 128, 64, 4, 4), 4, True, True),
 }
+TMA_CONFIGS = [name for name, spec in CONFIGS.items() if spec[6:] == (True,)]
 
 
 def compile_all():
@@ -67,11 +72,36 @@ def test_split_k_compiles_with_its_reduction_kernel(compiled):
 
 
 def test_the_configs_cover_the_special_paths(compiled):
-    assert compiled["1x1_gemm_residual_fp16"]["is_gemm"]
+    assert compiled["1x1_gemm_residual_fp16"]["is_gemm"] and not compiled["1x1_gemm_residual_fp16"]["tma"]
     assert compiled["1x1_gemm_residual_fp16"]["halves"] and not compiled["3x3_fp16_128x128x64"]["halves"]
     assert compiled["stem_7x7_c3_fp16"]["row_run"] and not compiled["stem_7x7_c3_fp16"]["flat_k"]
     assert compiled["stem_nchw_flat_fp16"]["flat_k"] and not compiled["stem_nchw_flat_fp16"]["row_run"]
     assert not compiled["3x3_fp16_128x128x64"]["flat_k"] and not compiled["3x3_fp16_128x128x64"]["is_gemm"]
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_tma_candidates_copy_with_tma_and_the_others_with_cp_async(name, compiled):
+    """TMA candidates take the TMA walk, whose SASS copies with UTMALDG and has no cp.async
+    (LDGSTS) left in the main loop; pointer candidates have no TMA copy."""
+    result = compiled[name]
+    assert result["tma"] == (name in TMA_CONFIGS)
+    if result["tma_copies"] is None:
+        pytest.skip("Triton's cuobjdump is not installed with this triton, so the SASS cannot be read")
+    assert result["loop_instructions"] > 0, "no main loop with a wgmma found in the SASS"
+    if result["tma"]:
+        assert result["tma_copies"] > 0 and result["loop_cp_async"] == 0
+    else:
+        assert result["tma_copies"] == 0
+
+
+def test_tma_shortens_the_main_loop(compiled):
+    """Per warp and k tile, the TMA loop of the 128x256 1x1 tile is shorter than its pointer twin's
+    (86-87 against 124-133 SASS instructions with triton 3.6-3.8, see benchmarks/NOTES.md)."""
+    tma, pointer = compiled["1x1_tma_residual_fp16"], compiled["1x1_gemm_residual_fp16"]
+    if tma["loop_instructions"] is None:
+        pytest.skip("Triton's cuobjdump is not installed with this triton, so the SASS cannot be read")
+    assert pointer["loop_cp_async"] > 0
+    assert tma["loop_instructions"] < 0.8 * pointer["loop_instructions"]
 
 
 if __name__ == "__main__":

@@ -2,8 +2,9 @@
 
 CPU cases run under the Triton interpreter (conftest.py sets TRITON_INTERPRET=1)
 on small shapes that still reach every code path of the kernel: the plain-GEMM
-1x1, the tap-aligned and the flattened (r, s, c) reduction, merged and unmerged
-groups, the prologue, every epilogue feature and several memory formats.
+1x1 (pointer loads, and TMA loads with a forced config), the tap-aligned and
+the flattened (r, s, c) reduction, merged and unmerged groups, the prologue,
+every epilogue feature and several memory formats.
 Outputs are written into NaN-filled buffers (`out=`) so an element the kernel
 missed shows up as NaN. The GPU cases run every distinct conv layer of the
 ImageNet ResNets and hold the kernel to at most twice cuDNN's own error.
@@ -190,11 +191,12 @@ def test_padded_taps_read_zero_not_relu_of_shift(gen):
 # --- narrow channel counts: the ROW_RUN and FLAT_K walks ------------------------------------------
 
 
-def _force_config(monkeypatch, spec):
-    """Run the conv kernel with the one (BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages) `spec`."""
+def _force_config(monkeypatch, spec, tma=False):
+    """Run the conv kernel with the one (BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages) `spec`,
+    a TMA candidate if `tma`."""
     from resnet_kernels.triton.conv_kernel import conv_bn_act_kernel
 
-    monkeypatch.setattr(conv_bn_act_kernel, "configs", [tuning._config(spec)])
+    monkeypatch.setattr(conv_bn_act_kernel, "configs", [tuning._config(spec, tma=tma)])
     monkeypatch.setattr(tuning, "remember", lambda *args: None)  # a forced config is no tuning winner
 
 
@@ -269,6 +271,137 @@ def test_random_geometries(seed, block_k, gen, monkeypatch):
     res = _randn(gen, case.n, case.k, *case.out_hw, dtype=torch.float16, channels_last=channels_last)
     in_shift = torch.randn(case.c, generator=gen) if with_prologue else None
     _check(case, x, w, sc, sh, res, in_shift=in_shift)
+
+
+# --- TMA loads of the plain-GEMM walk (tma.py) ---------------------------------------------------
+
+# The interpreter's tile as a TMA candidate; the interpreter never takes TMA on its own.
+TMA_SPEC = (32, 32, 16, 4, 1)
+
+
+def _launches(monkeypatch):
+    """The keyword arguments of every conv kernel launch, as they reach the JIT function (after
+    the autotuner and the heuristics)."""
+    from resnet_kernels.triton.conv_kernel import conv_bn_act_kernel
+
+    calls = []
+    jit = conv_bn_act_kernel.fn.fn
+    run = jit.run
+
+    def recording_run(*args, **kwargs):
+        calls.append(kwargs)
+        return run(*args, **kwargs)
+
+    monkeypatch.setattr(jit, "run", recording_run)
+    return calls
+
+
+TMA_CASES = {
+    # M = 50: the second 32-row tile ends past M; K = 40: the second 32-column tile past K.
+    "m_and_k_ragged": Case(2, 32, 40, 5, 5, 1, 1),
+    # Two unmerged groups of 48 channels: group 1 reads A's columns and B's rows from 48 on;
+    # K = 40 per group, so group 0's second N tile reaches past its own columns.
+    "groups2": Case(1, 96, 80, 3, 5, 1, 1, groups=2),
+    # Eight groups of 8 channels merged into one block-diagonal group of 64.
+    "groups8_merged": Case(1, 64, 64, 4, 3, 1, 1, groups=8),
+}
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("name", list(TMA_CASES))
+@pytest.mark.parametrize("epilogue", ["scale_shift_residual_relu", "bare", "shift_residual"])
+def test_tma_walk(name, dtype, epilogue, gen, monkeypatch):
+    """The TMA candidate forced on: it takes the TMA loads and matches the float64 reference,
+    every output element written (NaN-poisoned out), with and without each epilogue feature."""
+    _force_config(monkeypatch, TMA_SPEC, tma=True)
+    launches = _launches(monkeypatch)
+    case = TMA_CASES[name]
+    x, w, sc, sh = _inputs(case, dtype, gen, scale="scale" in epilogue, shift="shift" in epilogue)
+    res = _randn(gen, case.n, case.k, *case.out_hw, dtype=dtype, channels_last=True) if "residual" in epilogue else None
+    y = _check(case, x, w, sc, sh, res, relu="relu" in epilogue)
+    (kwargs,) = launches
+    assert kwargs["TMA_OK"] and kwargs["TMA"]
+    assert list(kwargs["a_desc"].block_shape) == [TMA_SPEC[0], TMA_SPEC[2]]
+    assert list(kwargs["b_desc"].block_shape) == [TMA_SPEC[2], TMA_SPEC[1]]
+    if "relu" not in epilogue:
+        assert y.float().min() < 0
+
+
+@pytest.mark.parametrize("split_k", [2, 3])
+def test_tma_walk_split_k(split_k, gen, monkeypatch):
+    """Split-K ranges of the TMA walk (C = 96: 6 k tiles of 16) with the option-A residual."""
+    _force_config(monkeypatch, TMA_SPEC, tma=True)
+    launches = _launches(monkeypatch)
+    case = Case(2, 96, 48, 3, 4, 1, 1)
+    x, w, sc, sh = _inputs(case, torch.float16, gen)
+    res = _randn(gen, case.n, case.k // 2, *case.out_hw, dtype=torch.float16)
+    _check(case, x, w, sc, sh, res, split_k=split_k)
+    assert launches[0]["TMA"] and launches[0]["SPLIT"]
+
+
+def _misaligned_channels_last(gen, case, dtype):
+    """channels_last x whose base is 2 bytes past a 16-byte boundary (a channel slice starting at
+    channel 1), while its row stride (C + 8 channels) stays a multiple of 16 bytes."""
+    big = _randn(gen, case.n, case.c + 8, case.h, case.w, dtype=dtype, channels_last=True)
+    x = big[:, 1:case.c + 1]
+    assert x.data_ptr() % 16 != 0 and x.stride(3) * x.element_size() % 16 == 0
+    return x
+
+
+@pytest.mark.parametrize("what", ["nchw", "misaligned_base", "prologue", "3x3", "float32", "narrow_k", "block_k"])
+def test_tma_walk_is_not_taken_where_it_must_not_be(what, gen, monkeypatch):
+    """With the TMA candidate forced on, calls TMA cannot serve run the pointer walk (and are right):
+    NCHW x (channel stride not 1), a base off the 16-byte grid, the pre-activation prologue (A has
+    to pass through registers), a 3x3 (not the GEMM walk), fp32, 4 output channels (an 8-byte
+    weight row) and the config's BLOCK_K not dividing C (64 and 32: the FLAT_K walk)."""
+    _force_config(monkeypatch, (32, 32, 64, 4, 1) if what == "block_k" else TMA_SPEC, tma=True)
+    launches = _launches(monkeypatch)
+    case = {"3x3": Case(2, 32, 32, 5, 5, 3, 3, padding=1), "narrow_k": Case(2, 32, 4, 5, 5, 1, 1)}.get(
+        what, Case(2, 32, 32, 5, 5, 1, 1))
+    dtype = torch.float32 if what == "float32" else torch.float16
+    x, w, sc, sh = _inputs(case, dtype, gen, channels_last=what != "nchw")
+    if what == "misaligned_base":
+        x = _misaligned_channels_last(gen, case, dtype)
+    in_shift = torch.randn(case.c, generator=gen) if what == "prologue" else None
+    _check(case, x, w, sc, sh, in_shift=in_shift)
+    (kwargs,) = launches
+    assert not kwargs["TMA"] and isinstance(kwargs["a_desc"], torch.Tensor)
+    assert kwargs["TMA_OK"] == (what == "block_k")  # BLOCK_K is the config's, decided per launch
+
+
+def test_tma_can_be_switched_off(gen, monkeypatch):
+    """RESNET_KERNELS_TRITON_TMA=0: no call allows TMA, a forced TMA candidate runs the pointer walk."""
+    from resnet_kernels.triton import tma
+
+    _force_config(monkeypatch, TMA_SPEC, tma=True)
+    monkeypatch.setenv(tma.TMA_ENV, "0")
+    launches = _launches(monkeypatch)
+    case = TMA_CASES["m_and_k_ragged"]
+    _check(case, *_inputs(case, torch.float16, gen))
+    assert not launches[0]["TMA_OK"] and not launches[0]["TMA"]
+
+
+def test_tma_is_off_by_default_under_the_interpreter(gen, monkeypatch):
+    launches = _launches(monkeypatch)
+    case = TMA_CASES["m_and_k_ragged"]
+    _check(case, *_inputs(case, torch.float16, gen))
+    assert launches[0]["TMA_OK"] and not launches[0]["TMA"]
+
+
+def test_tma_needs_hopper(monkeypatch):
+    """Off the interpreter, TMA_OK needs a CUDA device of compute capability >= 9.0."""
+    from resnet_kernels.triton import tma
+    from resnet_kernels.triton.conv import kernel_args
+
+    case = TMA_CASES["m_and_k_ragged"]
+    x, w, sc, sh = _inputs(case, torch.float16, torch.Generator().manual_seed(0))
+    monkeypatch.setattr(tuning, "interpreting", lambda: False)
+    assert not tma.device_has_tma(torch.device("cpu"))
+    args, _ = kernel_args(x, w, sc, sh, None, *case.conv, True, None, None, 1)
+    assert not args["TMA_OK"]
+    monkeypatch.setattr(tma, "device_has_tma", lambda device: True)
+    args, _ = kernel_args(x, w, sc, sh, None, *case.conv, True, None, None, 1)
+    assert args["TMA_OK"]
 
 
 # --- split-K -----------------------------------------------------------------------------------
@@ -501,13 +634,35 @@ def test_resnet_layer_on_gpu(layer, batch, dtype, gen):
 CANDIDATE_LAYERS = ["conv1", "layer1.0.conv3", "layer2.0.conv2", "layer4.1.conv2"]
 
 
+def _spec_id(spec):
+    return "x".join(map(str, spec[:3])) + f"-w{spec[3]}-s{spec[4]}"
+
+
 @needs_cuda
-@pytest.mark.parametrize("spec", tuning._HOPPER, ids=lambda t: "x".join(map(str, t[:3])) + f"-w{t[3]}-s{t[4]}")
+@pytest.mark.parametrize("spec", tuning._HOPPER, ids=_spec_id)
 @pytest.mark.parametrize("name", CANDIDATE_LAYERS)
 def test_every_hopper_candidate_on_gpu(name, spec, gen, monkeypatch):
     _force_config(monkeypatch, spec)
     layer = next(lay for lay in model_layers("resnet50") if lay.name == name)
     _check_layer_on_gpu(layer, 32, torch.float16, gen)
+
+
+# The TMA candidates on 1x1 layers: with a residual, the long reduction of layer4, and (bf16) a
+# 7x7 map where M = 32*49 = 1568 ends mid-tile for every BLOCK_M.
+TMA_LAYERS = [("layer1.0.conv3", torch.float16), ("layer4.1.conv1", torch.float16), ("layer4.0.conv3", torch.bfloat16)]
+
+
+@needs_cuda
+@pytest.mark.parametrize("spec", tuning._HOPPER_TMA, ids=_spec_id)
+@pytest.mark.parametrize("name,dtype", TMA_LAYERS, ids=[n for n, _ in TMA_LAYERS])
+def test_every_tma_candidate_on_gpu(name, dtype, spec, gen, monkeypatch):
+    if torch.cuda.get_device_capability() < (9, 0):
+        pytest.skip("TMA needs compute capability 9.0 or more")
+    _force_config(monkeypatch, spec, tma=True)
+    launches = _launches(monkeypatch)
+    layer = next(lay for lay in model_layers("resnet50") if lay.name == name)
+    _check_layer_on_gpu(layer, 32, dtype, gen)
+    assert launches[0]["TMA"], "the TMA candidate ran the pointer walk"
 
 
 def _check_layer_on_gpu(layer, batch, dtype, gen):

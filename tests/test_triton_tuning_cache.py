@@ -105,9 +105,13 @@ def hopper(monkeypatch, tmp_path):
     return tuning.autotune_configs()
 
 
-def _args(dtype=torch.float16, M=50176, K=64, C=64, R=3, S=3, SPLIT_K=1):
+def _args(dtype=torch.float16, M=50176, K=64, C=64, R=3, S=3, SPLIT_K=1, TMA_OK=False):
     return {"x_ptr": torch.empty(1, dtype=dtype), "M": M, "K": K, "C": C, "R": R, "S": S,
-            "stride_h": 1, "stride_w": 1, "SPLIT_K": SPLIT_K, "ROW_RUN": False}
+            "stride_h": 1, "stride_w": 1, "SPLIT_K": SPLIT_K, "ROW_RUN": False, "TMA_OK": TMA_OK}
+
+
+def _tma(configs):
+    return [c for c in configs if c.kwargs["TMA"]]
 
 
 def test_pruning_fits_tiles_to_the_shape(hopper):
@@ -155,3 +159,45 @@ def test_autotune_off_runs_one_fitting_config_and_remembers_nothing(hopper, monk
 
     tuning.remember(Kernel, args)
     assert not (tmp_path / "t.json").exists()  # an untimed pick is not stored as a winner
+
+
+# --- TMA candidates ---------------------------------------------------------------------------
+
+
+def test_tma_candidates_only_where_tma_applies(hopper):
+    """TMA tiles are extra candidates of calls that allow TMA (TMA_OK) and whose C their BLOCK_K
+    divides; everywhere else the candidates are the pointer tiles of before."""
+    gemm = _args(R=1, S=1, C=256, K=256, TMA_OK=True)
+    assert len(_tma(tuning.prune_configs(hopper, gemm))) == len(tuning._HOPPER_TMA)
+    assert not _tma(tuning.prune_configs(hopper, {**gemm, "TMA_OK": False}))
+    assert not _tma(tuning.prune_configs(hopper, {**gemm, "C": 96}))  # BLOCK_K = 64 does not divide 96
+    pointer = tuning.prune_configs(hopper, {**gemm, "TMA_OK": False})
+    assert [c for c in tuning.prune_configs(hopper, gemm) if not c.kwargs["TMA"]] == pointer
+
+
+def test_tma_candidates_come_after_the_pointer_ones(hopper, monkeypatch):
+    """An untimed run (autotuning off) takes the first fitting candidate: still a pointer tile."""
+    monkeypatch.setenv(tuning.AUTOTUNE_ENV, "0")
+    (pick,) = tuning.prune_configs(hopper, _args(R=1, S=1, C=256, K=256, TMA_OK=True))
+    assert not pick.kwargs["TMA"]
+
+
+def test_a_remembered_tma_winner_is_kept_apart_from_its_pointer_twin(hopper):
+    """The TMA flag is part of a cache entry (an int, like the rest) and TMA_OK part of the key."""
+    args = _args(R=1, S=1, C=256, K=256, TMA_OK=True)
+    winner = next(c for c in _tma(hopper) if (c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"]) == (128, 256))
+
+    class Kernel:
+        best_config = winner
+
+    tuning.remember(Kernel, args)
+    assert tuning.describe(winner)["TMA"] == 1
+    assert tuning.prune_configs(hopper, args) == [winner]
+    assert len(tuning.prune_configs(hopper, {**args, "TMA_OK": False})) > 1  # another key: tuned anew
+
+
+@pytest.mark.parametrize("tma_ok,c,block_k,expected", [(True, 128, 64, True), (False, 128, 64, False),
+                                                       (True, 96, 64, False), (True, 96, 32, True)])
+def test_tma_loads_need_the_call_and_a_dividing_block_k(tma_ok, c, block_k, expected):
+    assert tuning.tma_loads({"TMA": 1, "TMA_OK": tma_ok, "C": c, "BLOCK_K": block_k}) == expected
+    assert not tuning.tma_loads({"TMA": 0, "TMA_OK": tma_ok, "C": c, "BLOCK_K": block_k})

@@ -8,9 +8,10 @@ record what reaches that last step.
 
 import pytest
 import torch
+from triton.tools.tensor_descriptor import TensorDescriptor
 
 from resnet_kernels.layer_shapes import model_layers
-from resnet_kernels.triton import tuning, warmup
+from resnet_kernels.triton import tma, tuning, warmup
 from resnet_kernels.triton.conv_kernel import conv_bn_act_kernel, splitk_epilogue_kernel
 
 
@@ -44,6 +45,71 @@ def test_warm_layer_reaches_the_kernel_as_a_warmup_with_the_launch_arguments(mon
     # the heuristics' constexprs are filled in as for a launch
     assert kwargs["HAS_RES"] and kwargs["RES_DENSE"] and kwargs["OUT_DENSE"] and kwargs["IS_GEMM"]
     assert {"FLAT_K", "SPLIT", "EPILOGUE_HALVES", "BLOCK_M"} <= set(kwargs)
+
+
+@pytest.fixture
+def hopper_candidates(monkeypatch):
+    """The GPU's candidate list (pointer and TMA tiles) and its pruning, on a CPU that passes for
+    a GPU (no disk cache: nothing is looked up)."""
+    monkeypatch.setattr(tuning, "interpreting", lambda: False)
+    monkeypatch.setattr(tuning, "disk_cache", lambda _device: {})
+    monkeypatch.setattr(conv_bn_act_kernel, "configs", tuning.autotune_configs())
+
+
+@pytest.mark.parametrize(
+    "name,tma_candidates",
+    [("layer1.0.conv3", 5), ("layer4.1.conv1", 5), ("layer1.0.conv1", 1), ("layer1.0.conv2", 0),
+     ("layer2.0.downsample.0", 0)],
+)
+def test_warm_up_adds_the_tma_candidates_only_where_they_apply(name, tma_candidates, hopper_candidates, monkeypatch):
+    """On an sm_90, 1x1 stride-1 layers also compile the TMA candidates that fit them (K = 64 fits
+    one: BLOCK_N = 64), each with descriptors of its own tile; 3x3 and strided 1x1 layers compile
+    what they compile on a GPU without TMA."""
+    layer = next(lay for lay in model_layers("resnet50") if lay.name == name)
+    monkeypatch.setattr(tma, "device_has_tma", lambda device: False)
+    without = warmup.warm_layer(layer, 256, "fp16", device="cpu")
+    monkeypatch.setattr(tma, "device_has_tma", lambda device: True)
+    calls = _record(monkeypatch, conv_bn_act_kernel.fn.fn)
+    assert warmup.warm_layer(layer, 256, "fp16", device="cpu") == without + tma_candidates
+    tma_calls = [kw for kw in calls if kw["TMA"]]
+    assert len(tma_calls) == tma_candidates
+    for kw in tma_calls:
+        assert kw["warmup"] is True
+        assert list(kw["a_desc"].block_shape) == [kw["BLOCK_M"], kw["BLOCK_K"]]
+        assert list(kw["b_desc"].block_shape) == [kw["BLOCK_K"], kw["BLOCK_N"]]
+
+
+def _specialisation(kwargs: dict) -> dict:
+    """What a JIT cache key is made of, per argument: the type of tensors and descriptors (dtype,
+    block shape; Triton's own mangling), alignment of pointers, the value of everything else."""
+    from triton.runtime.jit import mangle_type
+
+    out = {}
+    for name, value in kwargs.items():
+        if isinstance(value, (torch.Tensor, TensorDescriptor)):
+            out[name] = (mangle_type(value), isinstance(value, TensorDescriptor) or value.data_ptr() % 16 == 0)
+        elif name not in ("warmup", "grid"):
+            out[name] = value
+    return out
+
+
+def test_warm_up_and_launch_reach_the_same_specialisation(monkeypatch):
+    """A warm-up and a launch of the same call and (TMA) config hand the JIT the same argument
+    types, descriptors included, so the launch finds the warm-up's kernel in the cache."""
+    from resnet_kernels.layer_shapes import ConvLayer
+    from resnet_kernels.triton.aot import conv_layer_call
+    from resnet_kernels.triton.conv import conv_bn_act
+
+    monkeypatch.setattr(conv_bn_act_kernel, "configs", [tuning._config((32, 32, 16, 4, 1), tma=True)])
+    monkeypatch.setattr(tuning, "remember", lambda *args: None)
+    calls = _record(monkeypatch, conv_bn_act_kernel.fn.fn)
+    layer = ConvLayer("small1x1", 32, 48, 5, 5, 1, 1, 1, 0, 1, True, True)
+    warmup.warm_layer(layer, 2, "fp16", device="cpu")
+    call = conv_layer_call(layer, "float16", batch=2)
+    conv_bn_act(*[torch.randn_like(a) if isinstance(a, torch.Tensor) else a for a in call])
+    warm, launch = calls
+    assert warm["TMA"] and launch["TMA"]
+    assert _specialisation(warm) == _specialisation(launch)
 
 
 def test_a_split_call_also_warms_its_reduce_kernel(monkeypatch):

@@ -3,17 +3,20 @@
 Builds the kernel's real arguments for a ResNet-50 layer with the backend's own
 `kernel_args`, specialises them the way a JIT launch does (ints equal to 1
 become constants; pointers and multiples of 16 get the 16-byte divisibility
-hint; channels_last gives channel stride 1, a constant), compiles for
-sm_90 and reads what came out: wgmma in the PTX, shared memory, and from the
-SASS (Triton's own cuobjdump) the registers and the register spills.
+hint; channels_last gives channel stride 1, a constant; TMA descriptors are
+typed by dtype and block shape), compiles for sm_90 and reads what came out:
+wgmma in the PTX, shared memory, and from the SASS (Triton's own cuobjdump)
+the registers, the register spills, the TMA copies and the main loop's length.
 
 Must run with TRITON_INTERPRET unset: the interpreter replaces @triton.jit
 functions with Python ones that cannot be compiled.
 
     python -m resnet_kernels.triton.aot [--layers resnet50.conv1,...] [--dtype bfloat16] [--preactivation]
 
-prints, for every Hopper autotune candidate and layer, what the compiler made
-of it: a cheap check of a tile or kernel change before any GPU sees it.
+prints, for every Hopper autotune candidate and layer (the TMA candidates
+where the layer allows TMA loads), what the compiler made of it: a cheap check
+of a tile or kernel change before any GPU sees it. `loop` is the SASS
+instruction count of the main loop, i.e. per warp per k tile (main_loop).
 """
 
 from __future__ import annotations
@@ -31,12 +34,17 @@ def specialise(fn, args: dict, constants: dict):
     """signature, constexprs and attrs as a JIT launch of `fn` with `args` would produce them."""
     import torch
 
+    from triton.runtime.jit import mangle_type
+    from triton.tools.tensor_descriptor import TensorDescriptor
+
     pointer = {torch.float16: "*fp16", torch.bfloat16: "*bf16", torch.float32: "*fp32", torch.int32: "*i32"}
     divisible = [["tt.divisibility", 16]]
     signature, constexprs, attrs = {}, dict(constants), {}
     for i, (name, param) in enumerate(zip(fn.arg_names, fn.params)):
         value = args.get(name, constants.get(name))
-        if isinstance(value, torch.Tensor):
+        if isinstance(value, TensorDescriptor):
+            signature[name] = mangle_type(value)  # "tensordesc<fp16[128, 64]>": dtype and block shape
+        elif isinstance(value, torch.Tensor):
             signature[name] = pointer[value.dtype]
             if value.data_ptr() % 16 == 0:
                 attrs[(i,)] = divisible
@@ -89,20 +97,47 @@ def cuobjdump() -> str | None:
 
 
 def sass_facts(cubin: bytes) -> dict:
-    """registers per thread and local-memory stores (register spills) of a one-kernel cubin;
-    both None without cuobjdump."""
+    """From the SASS of a one-kernel cubin: registers per thread, local-memory stores (register
+    spills), TMA copies (UTMALDG) in the kernel, and the main loop's instructions and cp.async
+    copies (LDGSTS) per iteration (`main_loop`); all None without cuobjdump."""
     tool = cuobjdump()
     if tool is None:
-        return {"registers": None, "local_stores": None}
+        return dict.fromkeys(("registers", "local_stores", "tma_copies", "loop_instructions", "loop_cp_async"))
     with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
         f.write(cubin)
         f.flush()
         sass = subprocess.run([tool, "-sass", f.name], capture_output=True, text=True, check=True).stdout
         usage = subprocess.run([tool, "-res-usage", f.name], capture_output=True, text=True, check=True).stdout
     registers = re.search(r"REG:(\d+)", usage)
-    # an instruction line: /*0130*/  [@P0 ]STL[.64] [R1+0x84], R18 ;
-    stores = re.findall(r"^\s*/\*[0-9a-f]+\*/\s+(?:@!?U?P\w+\s+)?STL\b", sass, re.M)
-    return {"registers": int(registers.group(1)) if registers else None, "local_stores": len(stores)}
+    code = instructions(sass)
+    loop = main_loop(code)
+    return {
+        "registers": int(registers.group(1)) if registers else None,
+        "local_stores": sum(1 for _, op in code if re.match(r"(@!?U?P\w+\s+)?STL\b", op)),
+        "tma_copies": sum(1 for _, op in code if "UTMALDG" in op),
+        "loop_instructions": len(loop),
+        "loop_cp_async": sum(1 for op in loop if "LDGSTS" in op),
+    }
+
+
+def instructions(sass: str) -> list:
+    """(address, instruction text) of each SASS line, e.g. ``/*0130*/  @P0 BRA 0xf50 ;``."""
+    return [(int(addr, 16), op) for addr, op in re.findall(r"^\s*/\*([0-9a-f]+)\*/\s+(.*?)\s*;", sass, re.M)]
+
+
+def main_loop(code: list) -> list:
+    """The instruction texts of the k loop: of the address ranges [target, branch] of backward
+    branches that hold a wgmma (HGMMA), the shortest. Each warp runs it once per k tile. The
+    mbarrier waits of a TMA pipeline retry out of line (a two-instruction spin after the
+    kernel's end, not counted): this is the count when the data is already there."""
+    loops = []
+    for addr, op in code:
+        branch = re.search(r"\bBRA\s+0x([0-9a-f]+)", op)
+        if branch and int(branch.group(1), 16) < addr:
+            body = [text for a, text in code if int(branch.group(1), 16) <= a <= addr]
+            if any("HGMMA" in text for text in body):
+                loops.append(body)
+    return min(loops, key=len, default=[])
 
 
 def _sm90(jit_fn, args: dict, constants: dict, warps: int, stages: int):
@@ -119,28 +154,31 @@ def _sm90(jit_fn, args: dict, constants: dict, warps: int, stages: int):
 
 
 def compile_layer(layer: str, dtype: str, preactivation: bool, spec: tuple, split_k: int = 1,
-                  channels_last: bool = True) -> dict:
+                  channels_last: bool = True, tma: bool = False) -> dict:
     """Compile the conv kernel (and with split_k > 1 its reduce kernel) for one layer and one
-    (BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages); returns facts about the result."""
+    (BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages), a TMA candidate if `tma`; returns facts
+    about the result."""
     from .conv import _EPILOGUE_ARGS, kernel_args
-    from .conv_kernel import conv_bn_act_kernel, splitk_epilogue_kernel
-    from .tuning import epilogue_halves, flat_k
+    from .conv_kernel import _HEURISTICS, conv_bn_act_kernel, splitk_epilogue_kernel
+    from .tma import operands_allow
+    from .tuning import epilogue_halves
 
     bm, bn, bk, warps, stages = spec
     args, groups = kernel_args(*layer_call(layer, dtype, preactivation, channels_last=channels_last), None, split_k)
-    tiles = {"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk}
-    # The values of the kernel's triton.heuristics, as a launch computes them.
-    tiles["FLAT_K"] = flat_k({**args, **tiles})
-    tiles["SPLIT"] = split_k > 1
-    tiles["EPILOGUE_HALVES"] = epilogue_halves({**tiles, "num_warps": warps})
-    kernel = _sm90(conv_bn_act_kernel.fn.fn, args, tiles, warps, stages)  # autotune -> heuristics -> JIT
+    args["TMA_OK"] = operands_allow(args)  # the call's tensors are on the CPU; the target is an sm_90
+    values = {**args, "BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "TMA": int(tma)}
+    # The kernel's triton.heuristics, in their order, as a launch computes them.
+    for name, heuristic in _HEURISTICS.items():
+        values[name] = heuristic({**values, "num_warps": warps, "num_stages": stages})
+    kernel = _sm90(conv_bn_act_kernel.fn.fn, values, {}, warps, stages)  # autotune -> heuristics -> JIT
     facts = {
         "wgmma": "wgmma.mma_async" in kernel.asm["ptx"],
         "shared": kernel.metadata.shared,
-        "flat_k": tiles["FLAT_K"] and not args["ROW_RUN"],
+        "flat_k": values["FLAT_K"] and not args["ROW_RUN"],
         "row_run": args["ROW_RUN"],
         "is_gemm": args["IS_GEMM"],
-        "halves": tiles["EPILOGUE_HALVES"],
+        "halves": values["EPILOGUE_HALVES"],
+        "tma": values["TMA"],
         **sass_facts(kernel.asm["cubin"]),
     }
     if split_k > 1:
@@ -156,7 +194,7 @@ def compile_layer(layer: str, dtype: str, preactivation: bool, spec: tuple, spli
 
 def main(argv=None) -> None:
     from ..layer_shapes import distinct_layers
-    from .tuning import _HOPPER
+    from .tuning import _HOPPER, _HOPPER_TMA
 
     parser = argparse.ArgumentParser(prog="python -m resnet_kernels.triton.aot", description=__doc__.split("\n\n")[0])
     parser.add_argument("--layers", help="comma-separated ResNet-50 layer names (default: all distinct ones)")
@@ -166,17 +204,21 @@ def main(argv=None) -> None:
     if os.environ.get("TRITON_INTERPRET", "0") == "1":
         parser.error("unset TRITON_INTERPRET: the interpreter's kernels cannot be compiled")
     layers = opts.layers.split(",") if opts.layers else [lay.name for lay in distinct_layers(["resnet50"])]
-    print(f"{'layer':32} {'BMxBNxBK/warps/stages':22} {'smem KB':>7} {'regs':>4} {'spills':>6} halves wgmma")
+    candidates = [(spec, False) for spec in _HOPPER] + [(spec, True) for spec in _HOPPER_TMA]
+    print(f"{'layer':32} {'BMxBNxBK/warps/stages':22} {'smem KB':>7} {'regs':>4} {'spills':>6} halves wgmma "
+          f"loads {'loop':>4}")
     for layer in layers:
-        for spec in _HOPPER:
+        for spec, tma in candidates:
             try:
-                f = compile_layer(layer, opts.dtype, opts.preactivation, spec)
+                f = compile_layer(layer, opts.dtype, opts.preactivation, spec, tma=tma)
             except Exception as err:  # a compile failure is a finding, not the end of the audit
                 print(f"{layer:32} {str(spec):22} failed: {str(err).splitlines()[0][:80]}")
                 continue
+            if tma and not f["tma"]:
+                continue  # the layer does not allow TMA loads: this candidate is never offered for it
             tile = "{}x{}x{}/{}/{}".format(*spec)
             print(f"{layer:32} {tile:22} {f['shared'] / 1024:7.0f} {f['registers']!s:>4} {f['local_stores']!s:>6} "
-                  f"{f['halves']!s:6} {f['wgmma']}")
+                  f"{f['halves']!s:6} {f['wgmma']!s:5} {'tma' if f['tma'] else 'ptr':5} {f['loop_instructions']!s:>4}")
 
 
 if __name__ == "__main__":

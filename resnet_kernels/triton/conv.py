@@ -23,7 +23,7 @@ import torch
 import triton
 
 from .._args import output_memory_format, output_size
-from . import _interpreter_compat, tuning
+from . import _interpreter_compat, tma, tuning
 from .conv_kernel import conv_bn_act_kernel, splitk_epilogue_kernel
 from .taps import tap_table
 from .weights import merge_factor, packed_weight
@@ -134,6 +134,7 @@ def kernel_args(
         UPCAST=tuning.interpreting() and x.dtype == torch.bfloat16,
         DOT_PRECISION="tf32" if x.dtype == torch.float32 and torch.backends.cudnn.allow_tf32 else "ieee",
     )
+    args["TMA_OK"] = tma.applies(args)
     return args, kernel_groups
 
 

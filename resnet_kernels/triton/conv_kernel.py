@@ -16,7 +16,9 @@ specialises as a constant) gives contiguous, vectorised tile loads.
 
 Four ways to walk the reduction, chosen by constexpr flags:
 - IS_GEMM (1x1, stride 1, no padding, rows of x dense): A is a plain (M, C)
-  matrix with row stride `sxw`; no image-coordinate arithmetic at all.
+  matrix with row stride `sxw`; no image-coordinate arithmetic at all. With
+  TMA (Hopper, autotune candidates of their own; see tma.py) the A and B tiles
+  are copied by tensor descriptors instead of pointer loads.
 - tap-aligned (C a multiple of BLOCK_K): each BLOCK_K slice lies inside one
   tap (r, s), so the tap and its padding mask are per-iteration scalars/rows.
 - ROW_RUN (narrow C, one group, channels_last, no horizontal dilation; e.g.
@@ -44,7 +46,8 @@ int32 (< 2^31 by far) until they meet a stride.
 import triton
 import triton.language as tl
 
-from .tuning import autotune_configs, epilogue_halves, flat_k, prune_configs, TUNING_KEY
+from . import tma
+from .tuning import autotune_configs, epilogue_halves, flat_k, prune_configs, tma_loads, TUNING_KEY
 
 
 @triton.jit
@@ -191,13 +194,48 @@ def _split_range(iters, SPLIT_K):
     return lo, tl.minimum(lo + per_split, iters)
 
 
+@triton.jit
+def _tma_gemm_walk(acc, a_desc, b_desc, m0, n0, ch0, C, SPLIT_K, BLOCK_K: tl.constexpr, UPCAST: tl.constexpr,
+                   DOT_PRECISION: tl.constexpr):
+    """acc += A[m0:, this group's channels] @ B[those channels, n0:] with the tiles copied by TMA.
+
+    A is x as an (M, all channels) matrix, B the packed weights as a (G*C, K) one
+    (tma.py); the group's channels are columns of A and rows of B from ch0 =
+    group*C on, BLOCK_K at a time (BLOCK_K divides C here). A box reaching past
+    row M or column K comes back zero-filled. All coordinates are int32.
+    """
+    it_lo, it_hi = _split_range(C // BLOCK_K, SPLIT_K)
+    for it in range(it_lo, it_hi):
+        c = ch0 + it * BLOCK_K
+        a = a_desc.load([m0, c])
+        b = b_desc.load([c, n0])
+        if UPCAST:
+            a = a.to(tl.float32)
+            b = b.to(tl.float32)
+        acc = tl.dot(a, b, acc, input_precision=DOT_PRECISION)
+    return acc
+
+
+# Launch-time constexprs and arguments computed from the call and the config, in this order
+# (TMA before the descriptors that depend on it); aot.py applies the same functions.
+_HEURISTICS = {
+    "FLAT_K": flat_k,
+    "SPLIT": lambda args: args["SPLIT_K"] > 1,
+    "EPILOGUE_HALVES": epilogue_halves,
+    "TMA": tma_loads,
+    "a_desc": tma.a_descriptor,
+    "b_desc": tma.b_descriptor,
+}
+
+
 @triton.autotune(configs=autotune_configs(), key=TUNING_KEY, prune_configs_by={"early_config_prune": prune_configs})
-@triton.heuristics({"FLAT_K": flat_k, "SPLIT": lambda args: args["SPLIT_K"] > 1, "EPILOGUE_HALVES": epilogue_halves})
+@triton.heuristics(_HEURISTICS)
 @triton.jit
 def conv_bn_act_kernel(
     x_ptr, w_ptr, out_ptr, scale_ptr, shift_ptr, res_ptr, in_scale_ptr, in_shift_ptr,
     ws_ptr,  # split-K partials, fp32 (SPLIT_K, M, G*K); unused without SPLIT
     tap_ptr,  # FLAT_K decode table, int32 (3, R*S*C) (taps.py); unused otherwise
+    a_desc, b_desc,  # TMA descriptors of A and B (tma.py); with TMA only, else x (unused)
     # sizes; C and K are channels per (merged) group
     M, H, W, P, Q, C, K,
     stride_h, stride_w, pad_h, pad_w, dil_h, dil_w,
@@ -218,6 +256,8 @@ def conv_bn_act_kernel(
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, FLAT_K: tl.constexpr,
     SPLIT: tl.constexpr,  # SPLIT_K > 1: store partials to ws_ptr instead of the epilogue
     EPILOGUE_HALVES: tl.constexpr,  # see _epilogue_store
+    TMA_OK: tl.constexpr,  # the call allows TMA loads (tma.applies); part of the autotune key
+    TMA: tl.constexpr,  # load A and B by TMA (tuning.tma_loads: the config asks and TMA_OK and BLOCK_K | C)
 ):
     # Grid: (M tiles * N tiles, groups). N tiles vary fastest, so the programs
     # running together share their A (activation) tile through L2; the weights
@@ -248,7 +288,10 @@ def conv_bn_act_kernel(
     pix = img * sxn + ih0.to(tl.int64) * sxh + iw0.to(tl.int64) * sxw
 
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-    if ROW_RUN:
+    if TMA:
+        acc = _tma_gemm_walk(acc, a_desc, b_desc, pid_m * BLOCK_M, pid_n * BLOCK_N, (group * C).to(tl.int32), C,
+                             SPLIT_K, BLOCK_K, UPCAST, DOT_PRECISION)
+    elif ROW_RUN:
         # Reduction index kk = r * RUN + j, j = s*C + c < S*C (weights packed with
         # zero rows for S*C <= j < RUN, weights.py). For tap row r, the S*C values
         # of a pixel are one contiguous run of x (channels_last, one group, no

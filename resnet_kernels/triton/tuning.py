@@ -2,8 +2,14 @@
 and the on-disk memory of winners.
 
 Key: the conv shape as the kernel sees it, (M, K, C, R, S, stride) with K and C
-per (merged) group, the split-K factor, plus the tensor dtypes that
+per (merged) group, the split-K factor, the walk flags that change which
+candidates apply (ROW_RUN, TMA_OK), plus the tensor dtypes that
 triton.autotune appends itself.
+
+Candidates: pointer-load tiles (_HOPPER) for every shape, and TMA tiles
+(_HOPPER_TMA, tma.py) where the call allows TMA loads; the autotuner keeps a
+TMA tile only where it beats the pointer ones. The TMA tiles come last, so a
+run without timing (below) takes the pointer tile it always took.
 
 On a GPU a new key is timed over the configs that suit the shape (prune_configs);
 a key whose winner is in the disk cache (tuning_cache.py) is pruned to that one
@@ -28,7 +34,7 @@ import triton
 
 from .tuning_cache import TuningCache, default_path
 
-TUNING_KEY = ["M", "K", "C", "R", "S", "stride_h", "stride_w", "SPLIT_K", "ROW_RUN"]
+TUNING_KEY = ["M", "K", "C", "R", "S", "stride_h", "stride_w", "SPLIT_K", "ROW_RUN", "TMA_OK"]
 
 # (BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages): Hopper tiles for the
 # shapes ResNets have (K = 64..2048 output channels, M from 49 to 800k pixels).
@@ -41,6 +47,18 @@ _HOPPER = [
     (64, 64, 64, 4, 3),
     (64, 256, 32, 8, 3),
     (64, 64, 32, 4, 4),
+]
+# TMA candidates (tma.py): the same format, offered only where TMA loads apply
+# (IS_GEMM walk, BLOCK_K | C). BLOCK_K = 64 only: every ResNet 1x1 has 64 | C.
+# TMA frees the registers of the load addresses, so the 128x128 tile is also
+# offered on 4 warps (128 accumulator registers per thread); 64x128 keeps a
+# TMA candidate for the small-M late layers, where 128-row tiles are pruned.
+_HOPPER_TMA = [
+    (128, 256, 64, 8, 3),
+    (128, 128, 64, 8, 4),
+    (128, 128, 64, 4, 4),
+    (128, 64, 64, 4, 4),
+    (64, 128, 64, 4, 4),
 ]
 _INTERPRETER = (32, 32, 16, 4, 1)
 
@@ -108,13 +126,18 @@ def num_sms(device) -> int:
     return _sm_counts[device]
 
 
-def _config(spec) -> triton.Config:
+def _config(spec, tma: bool = False) -> triton.Config:
+    """The autotune config of a (BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages) spec; `tma`: a
+    candidate that asks for TMA loads (TMA is an int so that `describe` gives an all-int entry)."""
     bm, bn, bk, warps, stages = spec
-    return triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk}, num_warps=warps, num_stages=stages)
+    return triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "TMA": int(tma)},
+                         num_warps=warps, num_stages=stages)
 
 
 def autotune_configs() -> list:
-    return [_config(_INTERPRETER)] if interpreting() else [_config(s) for s in _HOPPER]
+    if interpreting():
+        return [_config(_INTERPRETER)]
+    return [_config(s) for s in _HOPPER] + [_config(s, tma=True) for s in _HOPPER_TMA]
 
 
 def flat_k(args: dict) -> bool:
@@ -136,6 +159,14 @@ def may_walk_flat(C: int) -> bool:
     """Whether some candidate's BLOCK_K leaves a flat walk (flat_k) for C channels: the host then
     passes the decode table (taps.py) the flat walk reads."""
     return any(C % spec[2] for spec in (*_HOPPER, _INTERPRETER))
+
+
+def tma_loads(args: dict) -> bool:
+    """The kernel's TMA flag: load A and B by TMA (tma.py). The config asks for it (its TMA kwarg,
+    which this heuristic replaces by the decision), the call allows it (TMA_OK, tma.applies) and
+    BLOCK_K divides C (the IS_GEMM walk proper, not FLAT_K). prune_configs offers TMA configs
+    only where this holds; one forced onto another call (tests do) runs the pointer walk."""
+    return bool(args["TMA"]) and args["TMA_OK"] and args["C"] % args["BLOCK_K"] == 0
 
 
 def epilogue_halves(args: dict) -> bool:
@@ -187,16 +218,22 @@ def disk_cache(device) -> TuningCache:
     return _caches[device]
 
 
+def _applies(cfg: triton.Config, args: dict) -> bool:
+    """A pointer config applies to every call; a TMA config where it would load by TMA."""
+    return not cfg.kwargs["TMA"] or tma_loads({**args, **cfg.kwargs})
+
+
 def prune_configs(configs: list, named_args: dict, **kwargs) -> list:
-    """The known winner if the disk cache has one, else the configs that fit the shape."""
+    """The known winner if the disk cache has one, else the configs that apply and fit the shape."""
     args = {**named_args, **kwargs}
     # No winners are kept for the interpreter (nothing is timed; the file is named after a GPU).
     known = None if interpreting() else disk_cache(args["x_ptr"].device).get(shape_key(args))
     for cfg in configs:
         if known is not None and describe(cfg) == known:
             return [cfg]
-    fitting = [cfg for cfg in configs if _fits(cfg, args)]
-    fitting = fitting or [min(configs, key=lambda c: c.kwargs["BLOCK_M"] * c.kwargs["BLOCK_N"] * c.num_stages)]
+    usable = [cfg for cfg in configs if _applies(cfg, args)] or configs
+    fitting = [cfg for cfg in usable if _fits(cfg, args)]
+    fitting = fitting or [min(usable, key=lambda c: c.kwargs["BLOCK_M"] * c.kwargs["BLOCK_N"] * c.num_stages)]
     return fitting if autotuning() else fitting[:1]
 
 
