@@ -286,11 +286,18 @@ __global__ void __launch_bounds__(Cfg::THREADS, Cfg::MIN_BLOCKS)
   // by the launch's KDecode constants (gather.cuh), no division.
   const KStep kstep = make_kstep<BK>(p, cg);
   KPos ld = decode_kpos(p, kd, cg, chunk * 8);
+  // The position of the next tile to load. Every thread's with cp.async
+  // copies; with the im2col copy only thread 0's (the one that issues it;
+  // the other warps skip ~14 instructions per k tile); with tiled TMA copies
+  // nobody's (their coordinates are k0 and the group).
+  auto step_ld = [&]() {
+    if (!TMA_A || (IM2COL && threadIdx.x == 0)) advance_kpos<BK>(ld, kstep, p, cg);
+  };
 #pragma unroll
   for (int s = 0; s < STAGES - 2; ++s) {
     if (s < k_tiles) {
       load_tile(s, ld, s * BK);
-      advance_kpos<BK>(ld, kstep, p, cg);
+      step_ld();
     }
     if constexpr (!TMA_A) ptx::cp_async_commit();
   }
@@ -323,7 +330,7 @@ __global__ void __launch_bounds__(Cfg::THREADS, Cfg::MIN_BLOCKS)
     const int next = kt + STAGES - 2;
     if (next < k_tiles) {
       load_tile(POW2_STAGES ? unsigned(next) % STAGES : load_slot, ld, next * BK);
-      advance_kpos<BK>(ld, kstep, p, cg);
+      step_ld();
     }
     phase ^= slot == STAGES - 1 ? 1u : 0u;
     slot = slot == STAGES - 1 ? 0 : slot + 1;
