@@ -44,18 +44,6 @@ PFN_cuTensorMapEncodeIm2col_v12000 im2col_encoder() {
   return fn;
 }
 
-// Bounding-box corners of the im2col map, W first (the order of the
-// driver's arrays, innermost dimension first): the box of the filter's
-// top-left tap over all output pixels. Along W: from -pad_w (output column
-// 0) to W + pad_w - (S-1)*dil_w exclusive, i.e. lower = -pad_w and upper =
-// pad_w - (S-1)*dil_w as offsets from 0 and from W; walked with the stride,
-// that is ceil((W + 2*pad_w - (S-1)*dil_w) / stride_w) = Q positions. H alike.
-void im2col_corners(const ConvParams& p, int (&lower)[2], int (&upper)[2]) {
-  lower[0] = -p.pad_w;
-  lower[1] = -p.pad_h;
-  upper[0] = p.pad_w - (p.S - 1) * p.dil_w;
-  upper[1] = p.pad_h - (p.R - 1) * p.dil_h;
-}
 
 // A rank-3 tiled map with the 128-byte swizzle and zero fill outside the
 // tensor. dims in elements (innermost first), strides in bytes of dims 1 and
@@ -73,6 +61,17 @@ cudaError_t encode3d(bool bf16, const void* base, const cuuint64_t (&dims)[3], c
 }
 
 }  // namespace
+
+// Along W the box runs from -pad_w (output column 0's top-left tap) to
+// W + pad_w - (S-1)*dil_w exclusive (the last column whose filter still ends
+// inside the padded row), i.e. ceil((W + 2*pad_w - (S-1)*dil_w) / stride_w) =
+// Q positions at the traversal stride. H alike.
+void im2col_box_corners(const ConvParams& p, int (&lower)[2], int (&upper)[2]) {
+  lower[0] = -p.pad_w;
+  lower[1] = -p.pad_h;
+  upper[0] = p.pad_w - (p.S - 1) * p.dil_w;
+  upper[1] = p.pad_h - (p.R - 1) * p.dil_h;
+}
 
 bool tma_encoder_available() { return encoder() != nullptr && im2col_encoder() != nullptr; }
 
@@ -111,7 +110,7 @@ bool tma_im2col_input_ok(const ConvParams& p) {
   // Tap offsets are 16-bit operands of the copy instruction.
   if ((p.R - 1) * int64_t(p.dil_h) > 0xffff || (p.S - 1) * int64_t(p.dil_w) > 0xffff) return false;
   int lower[2], upper[2];
-  im2col_corners(p, lower, upper);
+  im2col_box_corners(p, lower, upper);
   for (int i = 0; i < 2; ++i)  // rank-4 corners are signed 8-bit
     if (lower[i] < -128 || lower[i] > 127 || upper[i] < -128 || upper[i] > 127) return false;
   return true;
@@ -142,7 +141,7 @@ cudaError_t encode_im2col_input_map(const ConvParams& p, bool bf16, int box_rows
   const cuuint64_t strides[3] = {c * 2, w * c * 2, h * w * c * 2};
   const cuuint32_t element_strides[4] = {1, cuuint32_t(p.stride_w), cuuint32_t(p.stride_h), 1};
   int lower[2], upper[2];
-  im2col_corners(p, lower, upper);
+  im2col_box_corners(p, lower, upper);
   const CUresult res = encode(map, bf16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 4,
                               const_cast<void*>(p.x), dims, strides, lower, upper, kBoxInner, cuuint32_t(box_rows),
                               element_strides, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,

@@ -51,4 +51,26 @@ cudaError_t encode_gemm_input_map(const ConvParams& p, bool bf16, int box_rows, 
 // zero-filling taps in the padding (and pixels past the last image).
 cudaError_t encode_im2col_input_map(const ConvParams& p, bool bf16, int box_rows, CUtensorMap* map);
 
+// The im2col map's bounding-box corners, W first (the driver's order, innermost
+// dimension first): lower = (-pad_w, -pad_h), upper = (pad_w - (S-1)*dil_w,
+// pad_h - (R-1)*dil_h) -- offsets from position 0 and from W (H) of the box
+// the filter's top-left tap sweeps. Walked with the stride, the box's W
+// extent W + 2*pad_w - (S-1)*dil_w holds Q positions, its H extent P.
+void im2col_box_corners(const ConvParams& p, int (&lower)[2], int (&upper)[2]);
+
+// Start coordinates of the im2col copy for the A tile whose first row is
+// output pixel m0 = (n, op, oq): the input position of that pixel's top-left
+// tap, (n, op*stride_h - pad_h, oq*stride_w - pad_w). The copy adds the tap
+// offsets itself. (Host and device: the kernel's thread 0 and the host-side
+// test of the traversal, csrc/tests/test_tma_rules.cu.)
+struct Im2colStart {
+  int n, h, w;
+};
+__host__ __device__ inline Im2colStart im2col_start(const ConvParams& p, int64_t m0) {
+  const int64_t pq = int64_t(p.P) * p.Q;
+  const int64_t n = m0 / pq;
+  const int rem = int(m0 - n * pq), op = rem / p.Q;
+  return Im2colStart{int(n), op * p.stride_h - p.pad_h, (rem - op * p.Q) * p.stride_w - p.pad_w};
+}
+
 }  // namespace resnet_kernels

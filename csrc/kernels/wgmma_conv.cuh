@@ -141,15 +141,8 @@ __global__ void __launch_bounds__(Cfg::THREADS, Cfg::MIN_BLOCKS)
   }
   // im2col: the tile's first output pixel m0 = (n, op, oq) as the input
   // position of its filter's top-left tap, the copy's start coordinates.
-  int a_n = 0, a_h = 0, a_w = 0;
-  if constexpr (IM2COL) {
-    const int64_t pq = int64_t(p.P) * p.Q;
-    const int64_t n = m0 / pq;
-    const int rem = int(m0 - n * pq), op = rem / p.Q;
-    a_n = int(n);
-    a_h = op * p.stride_h - p.pad_h;
-    a_w = (rem - op * p.Q) * p.stride_w - p.pad_w;
-  }
+  Im2colStart a_start{0, 0, 0};
+  if constexpr (IM2COL) a_start = im2col_start(p, m0);
 
   // ---- Loader state (as in implicit_gemm.cuh, with 8 chunks per row).
   // Thread t copies chunk column t % 8 of tile rows t / 8 + 32i of A
@@ -188,7 +181,7 @@ __global__ void __launch_bounds__(Cfg::THREADS, Cfg::MIN_BLOCKS)
         const uint32_t sa = smem_base + stage * Cfg::STAGE_BYTES, bar = bar0 + 8 * stage;
         ptx::mbarrier_arrive_expect_tx(bar, TMA_A ? Cfg::STAGE_BYTES : Cfg::B_BYTES);
         if constexpr (IM2COL)
-          ptx::tma_load_im2col_4d(sa, &map_a, bar, group * cg + kp.c, a_w, a_h, a_n, uint16_t(kp.dw),
+          ptx::tma_load_im2col_4d(sa, &map_a, bar, group * cg + kp.c, a_start.w, a_start.h, a_start.n, uint16_t(kp.dw),
                                   uint16_t(kp.dh));
         else if constexpr (TMA_A)
           ptx::tma_load_3d(sa, &map_a, bar, k0, group, int(m0));
