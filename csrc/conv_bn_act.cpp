@@ -149,6 +149,21 @@ ConvParams checked_params(const at::Tensor& x, const at::Tensor& weight, const s
   return p;
 }
 
+// The dense NHWC x and KRSC w the kernels read (copies where the caller's
+// layouts differ, kept alive here) and p pointing at them (p.y still unset).
+// Made under the caller's device guard.
+struct KernelCall {
+  ConvParams p;
+  at::Tensor x_nhwc, w_krsc;
+  KernelCall(const ConvParams& checked, const at::Tensor& x, const at::Tensor& weight)
+      : p(checked),
+        x_nhwc(x.contiguous(at::MemoryFormat::ChannelsLast)),
+        w_krsc(weight.contiguous(at::MemoryFormat::ChannelsLast)) {
+    p.x = x_nhwc.data_ptr();
+    p.w = w_krsc.data_ptr();
+  }
+};
+
 // The launch plan of p on x's device (x's device must be current), with
 // RESNET_KERNELS_CUDA_KERNEL, RESNET_KERNELS_CUDA_SPLIT_K and RESNET_KERNELS_CUDA_TMA read now (see
 // kernels/launch.h): a bad value is the caller's error, not a CUDA one, and
@@ -174,14 +189,12 @@ at::Tensor conv_bn_act_cuda(const at::Tensor& x, const at::Tensor& weight, const
                             at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
                             bool relu, const std::optional<at::Tensor>& in_scale,
                             const std::optional<at::Tensor>& in_shift, int64_t residual_stride) {
-  ConvParams p = checked_params(x, weight, scale, shift, residual, stride, padding, dilation, groups, relu, in_scale,
-                                in_shift, residual_stride);
   const c10::cuda::CUDAGuard guard(x.device());
-  const at::Tensor x_nhwc = x.contiguous(at::MemoryFormat::ChannelsLast);
-  const at::Tensor w_krsc = weight.contiguous(at::MemoryFormat::ChannelsLast);
+  KernelCall call(checked_params(x, weight, scale, shift, residual, stride, padding, dilation, groups, relu, in_scale,
+                                 in_shift, residual_stride),
+                  x, weight);
+  ConvParams& p = call.p;
   at::Tensor y = at::empty({p.N, p.K, p.P, p.Q}, x.options().memory_format(at::MemoryFormat::ChannelsLast));
-  p.x = x_nhwc.data_ptr();
-  p.w = w_krsc.data_ptr();
   p.y = y.data_ptr();
 
   const ConvPlan plan = plan_call(p, x);  // after p.y is set: the vector paths depend on its alignment
@@ -220,15 +233,12 @@ std::vector<int64_t> conv_plan_cuda(const at::Tensor& x, const at::Tensor& weigh
                                     at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups, bool relu,
                                     const std::optional<at::Tensor>& in_scale,
                                     const std::optional<at::Tensor>& in_shift, int64_t residual_stride) {
-  ConvParams p = checked_params(x, weight, scale, shift, residual, stride, padding, dilation, groups, relu, in_scale,
-                                in_shift, residual_stride);
   const c10::cuda::CUDAGuard guard(x.device());
-  const at::Tensor x_nhwc = x.contiguous(at::MemoryFormat::ChannelsLast);
-  const at::Tensor w_krsc = weight.contiguous(at::MemoryFormat::ChannelsLast);
-  p.x = x_nhwc.data_ptr();
-  p.w = w_krsc.data_ptr();
-  p.y = nullptr;  // stands for a fresh, 16-byte aligned allocation
-  const ConvPlan plan = plan_call(p, x);
+  KernelCall call(checked_params(x, weight, scale, shift, residual, stride, padding, dilation, groups, relu, in_scale,
+                                 in_shift, residual_stride),
+                  x, weight);
+  call.p.y = nullptr;  // stands for a fresh, 16-byte aligned allocation
+  const ConvPlan plan = plan_call(call.p, x);
   const int64_t kernel = !plan.tensor_cores ? 0 : plan.kernel == KernelChoice::kMma ? 1 : 2;
   return {kernel, plan.tile_m, plan.tile_n, plan.split, static_cast<int64_t>(plan.workspace_bytes),
           plan.vector_output, plan.vector_residual, static_cast<int64_t>(plan.loads)};

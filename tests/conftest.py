@@ -24,6 +24,12 @@ import resnet_kernels  # noqa: E402,F401  (after TRITON_INTERPRET)
 
 needs_cuda = pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA GPU; this machine has none")
 
+# The cuda backend's Hopper wgmma kernel (and its TMA loads) runs on compute capability 9.0 only.
+IS_SM90 = HAS_CUDA and torch.cuda.get_device_capability() == (9, 0)
+needs_sm90 = pytest.mark.skipif(not IS_SM90, reason="the wgmma kernel needs a compute capability 9.0 GPU (H100/H200)")
+# RESNET_KERNELS_CUDA_KERNEL values that force a wgmma tile -> the tile's BN.
+WGMMA_TILES = {"wgmma_n64": 64, "wgmma_n128": 128, "wgmma_n256": 256}
+
 
 def _extension_loaded() -> bool:
     from resnet_kernels.backends import cuda_extension_error

@@ -22,7 +22,7 @@ import re
 
 import pytest
 import torch
-from conftest import HAS_CUDA, needs_cuda, needs_extension
+from conftest import IS_SM90, WGMMA_TILES, needs_cuda, needs_extension, needs_sm90
 from helpers import (
     REL_TOL,
     assert_within_cudnn_error,
@@ -40,11 +40,9 @@ from resnet_kernels.layer_shapes import distinct_layers
 
 ENV = "RESNET_KERNELS_CUDA_KERNEL"
 DTYPES = [torch.float16, torch.bfloat16]
-TILES = {"wgmma_n64": 64, "wgmma_n128": 128, "wgmma_n256": 256}  # value -> BN of the tile it forces
+TILES = WGMMA_TILES  # value -> BN of the tile it forces
 CL = torch.channels_last
 
-IS_SM90 = HAS_CUDA and torch.cuda.get_device_capability() == (9, 0)
-needs_sm90 = pytest.mark.skipif(not IS_SM90, reason="the wgmma kernel needs a compute capability 9.0 GPU (H100/H200)")
 
 pytestmark = [needs_cuda, needs_extension]
 

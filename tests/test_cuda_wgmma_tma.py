@@ -18,18 +18,14 @@ import re
 
 import pytest
 import torch
-from conftest import HAS_CUDA, needs_cuda, needs_extension
+from conftest import WGMMA_TILES, needs_cuda, needs_extension, needs_sm90
 from helpers import REL_TOL, cuda_randn, cuda_vector, cuda_weight, into_poisoned_memory, kernels_run, oracle, rel_error
 
 from resnet_kernels import cuda_ops
 
 ENV = "RESNET_KERNELS_CUDA_KERNEL"
 TMA_ENV = "RESNET_KERNELS_CUDA_TMA"
-TILES = {"wgmma_n64": 64, "wgmma_n128": 128, "wgmma_n256": 256}  # value -> BN of the tile it forces
-needs_sm90 = pytest.mark.skipif(
-    not (HAS_CUDA and torch.cuda.get_device_capability() == (9, 0)),
-    reason="the wgmma kernel and TMA need a compute capability 9.0 GPU (H100/H200)",
-)
+TILES = WGMMA_TILES  # value -> BN of the tile it forces
 LOADS = {"cp.async": 0, "tma_b": 1, "tma_ab": 2, "tma_im2col": 3}  # plan name -> WgmmaLoads template argument
 
 pytestmark = [needs_cuda, needs_extension]

@@ -158,7 +158,7 @@ cudaError_t plan_conv(const ConvParams& p, int device, int num_sms, int forced_s
     // where the driver has no tensor-map encoder.
     TmaChoice tma = TmaChoice::kAll;
     if (tma_from_env(&tma) != nullptr) return cudaErrorInvalidValue;
-    plan->loads = wgmma_loads(p);
+    plan->loads = wgmma_loads(p, tma);
     return cudaSuccess;
   }
 

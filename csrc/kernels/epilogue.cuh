@@ -170,4 +170,28 @@ __device__ __forceinline__ void read_staged8(const float* staged, int row, int t
   v[4] = hi.x, v[5] = hi.y, v[6] = hi.z, v[7] = hi.w;
 }
 
+// The read-out of a staged BM x BN tile, the same in both kernels: this
+// thread owns the 8-column group t = tid % (BN/8) (the same in every round:
+// THREADS is a multiple of BN/8) of rows (it*THREADS + tid) / (BN/8), i.e.
+// THREADS / (BN/8) rows per round; per row it reads the 8 staged values
+// (read_staged8), lets `finish(v, m)` turn them into outputs of pixel m
+// (residual, ReLU, and whatever the staging left out) and stores them as one
+// 16-byte store at y[m][k .. k+7]. Rows past M end the walk (rows only grow).
+template <typename T, int BM, int BN, int THREADS, typename Finish>
+__device__ __forceinline__ void store_staged_rows(const float* staged, int t, int k, int64_t m0, int64_t M,
+                                                  int64_t K, T* y, Finish finish) {
+  constexpr int GROUPS = BN / 8;
+  static_assert(THREADS % GROUPS == 0 && (BM * GROUPS) % THREADS == 0, "whole rows per round");
+#pragma unroll
+  for (int it = 0; it < BM * GROUPS / THREADS; ++it) {
+    const int row = (it * THREADS + int(threadIdx.x)) / GROUPS;
+    const int64_t m = m0 + row;
+    if (m >= M) break;
+    float v[8];
+    read_staged8<BN>(staged, row, t, v);
+    finish(v, m);
+    *reinterpret_cast<uint4*>(y + m * K + k) = pack8<T>(v);
+  }
+}
+
 }  // namespace resnet_kernels

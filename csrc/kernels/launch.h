@@ -57,9 +57,10 @@ enum class TmaChoice { kAll, kWeights, kNone };
 // set); else a message naming the variable and its values (the torch op raises it).
 const char* tma_from_env(TmaChoice* choice);
 
-// The loads of a wgmma plan for call p: the most TMA the variable allows and
-// the call admits (kCpAsync without the driver's tensor-map encoders).
-WgmmaLoads wgmma_loads(const ConvParams& p);
+// The loads of a wgmma plan for call p: the most TMA `choice` (the parsed
+// variable) allows and the call admits (kCpAsync without the driver's
+// tensor-map encoders).
+WgmmaLoads wgmma_loads(const ConvParams& p, TmaChoice choice);
 
 // Whether TMA can load A of call p (kTmaAB): a 1x1 filter at stride 1 without
 // padding or prologue (A rows are x's pixel rows, dense NHWC), M < 2^31

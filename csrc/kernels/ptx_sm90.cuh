@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <type_traits>
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -288,43 +289,40 @@ __device__ __forceinline__ void tma_load_im2col_4d(uint32_t dst, const void* map
       : "l"(desc_a), "l"(desc_b), "r"(scale_d) \
       : "memory")
 
+// Wgmma<T, N>::mma: one m64nNk16 step for element type T (__half or
+// __nv_bfloat16); the PTX type name is a string literal in the asm, hence the
+// branch per type.
 template <typename T, int N>
 struct Wgmma;
 
-template <>
-struct Wgmma<__half, 64> {
+template <typename T>
+struct Wgmma<T, 64> {
   static __device__ __forceinline__ void mma(float (&d)[32], uint64_t desc_a, uint64_t desc_b, int scale_d) {
-    RESNET_KERNELS_WGMMA_M64N64K16("f16");
+    if constexpr (std::is_same<T, __half>::value) {
+      RESNET_KERNELS_WGMMA_M64N64K16("f16");
+    } else {
+      RESNET_KERNELS_WGMMA_M64N64K16("bf16");
+    }
   }
 };
-template <>
-struct Wgmma<__nv_bfloat16, 64> {
-  static __device__ __forceinline__ void mma(float (&d)[32], uint64_t desc_a, uint64_t desc_b, int scale_d) {
-    RESNET_KERNELS_WGMMA_M64N64K16("bf16");
-  }
-};
-template <>
-struct Wgmma<__half, 128> {
+template <typename T>
+struct Wgmma<T, 128> {
   static __device__ __forceinline__ void mma(float (&d)[64], uint64_t desc_a, uint64_t desc_b, int scale_d) {
-    RESNET_KERNELS_WGMMA_M64N128K16("f16");
+    if constexpr (std::is_same<T, __half>::value) {
+      RESNET_KERNELS_WGMMA_M64N128K16("f16");
+    } else {
+      RESNET_KERNELS_WGMMA_M64N128K16("bf16");
+    }
   }
 };
-template <>
-struct Wgmma<__nv_bfloat16, 128> {
-  static __device__ __forceinline__ void mma(float (&d)[64], uint64_t desc_a, uint64_t desc_b, int scale_d) {
-    RESNET_KERNELS_WGMMA_M64N128K16("bf16");
-  }
-};
-template <>
-struct Wgmma<__half, 256> {
+template <typename T>
+struct Wgmma<T, 256> {
   static __device__ __forceinline__ void mma(float (&d)[128], uint64_t desc_a, uint64_t desc_b, int scale_d) {
-    RESNET_KERNELS_WGMMA_M64N256K16("f16");
-  }
-};
-template <>
-struct Wgmma<__nv_bfloat16, 256> {
-  static __device__ __forceinline__ void mma(float (&d)[128], uint64_t desc_a, uint64_t desc_b, int scale_d) {
-    RESNET_KERNELS_WGMMA_M64N256K16("bf16");
+    if constexpr (std::is_same<T, __half>::value) {
+      RESNET_KERNELS_WGMMA_M64N256K16("f16");
+    } else {
+      RESNET_KERNELS_WGMMA_M64N256K16("bf16");
+    }
   }
 };
 

@@ -94,10 +94,8 @@ const char* tma_from_env(TmaChoice* choice) {
   return message.c_str();
 }
 
-WgmmaLoads wgmma_loads(const ConvParams& p) {
-  TmaChoice choice = TmaChoice::kAll;
-  if (tma_from_env(&choice) != nullptr || choice == TmaChoice::kNone || !tma_encoder_available())
-    return WgmmaLoads::kCpAsync;
+WgmmaLoads wgmma_loads(const ConvParams& p, TmaChoice choice) {
+  if (choice == TmaChoice::kNone || !tma_encoder_available()) return WgmmaLoads::kCpAsync;
   if (choice == TmaChoice::kWeights) return WgmmaLoads::kTmaB;
   if (tma_gemm_input_ok(p)) return WgmmaLoads::kTmaAB;
   if (tma_im2col_input_ok(p)) return WgmmaLoads::kTmaIm2col;

@@ -385,23 +385,15 @@ __global__ void __launch_bounds__(Cfg::THREADS, Cfg::MIN_BLOCKS)
     // The 8 threads of a quarter-warp are one row (GROUPS is a multiple of
     // 8): the read order of read_staged8 (epilogue.cuh) is conflict-free for them.
     constexpr int GROUPS = BN / 8;
-    static_assert(Cfg::THREADS % GROUPS == 0 && (BM * GROUPS) % Cfg::THREADS == 0 && GROUPS % 8 == 0,
-                  "whole rows per round, one row per quarter-warp");
+    static_assert(GROUPS % 8 == 0, "one row per quarter-warp");
     const int t = threadIdx.x % GROUPS;
     const int n = n0 + 8 * t;
     if (n >= kg) return;  // 8 | Kg: the group is wholly inside or outside; no barrier follows
     const int k = group * kg + n;
     const ChannelAffine8 affine = load_affine8(p, k);  // 2 + 2 float4 loads for all the thread's rows
-#pragma unroll
-    for (int it = 0; it < BM * GROUPS / Cfg::THREADS; ++it) {
-      const int row = (it * Cfg::THREADS + threadIdx.x) / GROUPS;
-      const int64_t m = m0 + row;
-      if (m >= M) break;  // rows only grow with it
-      float v[8];
-      read_staged8<BN>(staged, row, t, v);
+    store_staged_rows<T, BM, BN, Cfg::THREADS>(staged, t, k, m0, M, p.K, y, [&](float(&v)[8], int64_t m) {
       epilogue8<T>(p, v, k, p.residual ? residual_pixel_offset(p, m) : 0, out.vector_residual, affine);
-      *reinterpret_cast<uint4*>(y + m * p.K + k) = pack8<T>(v);
-    }
+    });
     return;
   }
 

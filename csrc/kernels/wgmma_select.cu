@@ -46,7 +46,10 @@ constexpr double kN256CtaCost = 1.8;
 constexpr double kMinFlopPerByte = 560e12 / 3.0e12;
 
 // Whether call p would load both operands by TMA as a plain GEMM (plan_conv's rule).
-bool plain_gemm_by_tma(const ConvParams& p) { return wgmma_loads(p) == WgmmaLoads::kTmaAB; }
+bool plain_gemm_by_tma(const ConvParams& p) {
+  TmaChoice tma = TmaChoice::kAll;
+  return tma_from_env(&tma) == nullptr && wgmma_loads(p, tma) == WgmmaLoads::kTmaAB;
+}
 
 // Arithmetic intensity of call p: MMA FLOPs over the bytes it must move at
 // least (x, w, y and a residual of y's size, 2 bytes each).
