@@ -165,7 +165,8 @@ struct KernelCall {
 };
 
 // The launch plan of p on x's device (x's device must be current), with
-// RESNET_KERNELS_CUDA_KERNEL, RESNET_KERNELS_CUDA_SPLIT_K and RESNET_KERNELS_CUDA_TMA read now (see
+// RESNET_KERNELS_CUDA_KERNEL, RESNET_KERNELS_CUDA_SPLIT_K, RESNET_KERNELS_CUDA_TMA and
+// RESNET_KERNELS_CUDA_PERSISTENT read now (see
 // kernels/launch.h): a bad value is the caller's error, not a CUDA one, and
 // raises naming the variable. The multiprocessor count comes from the
 // launcher library's per-device cache.
@@ -175,6 +176,8 @@ ConvPlan plan_call(const ConvParams& p, const at::Tensor& x) {
   if (const char* why = split_k_from_env(&forced_split)) TORCH_CHECK(false, kOp, ": ", why);
   TmaChoice tma = TmaChoice::kAll;
   if (const char* why = tma_from_env(&tma)) TORCH_CHECK(false, kOp, ": ", why);
+  bool persistent = true;
+  if (const char* why = persistent_from_env(&persistent)) TORCH_CHECK(false, kOp, ": ", why);
   int num_sms = 0;
   C10_CUDA_CHECK(multiprocessor_count(x.get_device(), &num_sms));
   ConvPlan plan{};
@@ -223,7 +226,8 @@ at::Tensor conv_bn_act_cuda(const at::Tensor& x, const at::Tensor& weight, const
 // on x's device: [kernel (0 direct, 1 mma.sync, 2 wgmma), tile_m, tile_n,
 // split, workspace_bytes, vector_output, vector_residual, loads (WgmmaLoads:
 // 0 cp.async, 1 TMA for B, 2 TMA for A and B, 3 TMA for B and im2col TMA
-// for A)] (see ConvPlan). Runs
+// for A), persistent (1: the persistent warp-specialised wgmma kernel)]
+// (see ConvPlan). Runs
 // the op's checks and layout conversions but launches nothing; the output is
 // taken as 16-byte aligned, as the op's fresh allocation is. For tests and
 // benchmarks (resnet_kernels.cuda_ops.conv_plan).
@@ -241,7 +245,7 @@ std::vector<int64_t> conv_plan_cuda(const at::Tensor& x, const at::Tensor& weigh
   const ConvPlan plan = plan_call(call.p, x);
   const int64_t kernel = !plan.tensor_cores ? 0 : plan.kernel == KernelChoice::kMma ? 1 : 2;
   return {kernel, plan.tile_m, plan.tile_n, plan.split, static_cast<int64_t>(plan.workspace_bytes),
-          plan.vector_output, plan.vector_residual, static_cast<int64_t>(plan.loads)};
+          plan.vector_output, plan.vector_residual, static_cast<int64_t>(plan.loads), plan.persistent};
 }
 
 // Called with CPU tensors only (the CUDA kernel handles mixed devices).

@@ -61,17 +61,18 @@ class CudaPlan(NamedTuple):
     vector_residual: bool  # 16-byte residual loads
     loads: str  # wgmma operand loads: 'cp.async', 'tma_b' (weights by TMA), 'tma_ab' (both by TMA) or
     #             'tma_im2col' (both by TMA, the activations in im2col mode)
+    persistent: bool  # wgmma: the persistent warp-specialised kernel (operands, residual and output by TMA)
 
 
 def conv_plan(x, weight, scale, shift, residual, stride, padding, dilation, groups, relu, in_scale, in_shift,
               residual_stride) -> CudaPlan:
     """The plan ``conv_bn_act_cuda`` would use for these arguments now (same arguments; CUDA
-    tensors; RESNET_KERNELS_CUDA_SPLIT_K, RESNET_KERNELS_CUDA_KERNEL and RESNET_KERNELS_CUDA_TMA are read
-    as by the op)."""
+    tensors; RESNET_KERNELS_CUDA_SPLIT_K, RESNET_KERNELS_CUDA_KERNEL, RESNET_KERNELS_CUDA_TMA and
+    RESNET_KERNELS_CUDA_PERSISTENT are read as by the op)."""
     raw = torch.ops.resnet_kernels.conv_plan_cuda(
         x, weight, scale, shift, residual, stride, padding, dilation, groups, relu, in_scale, in_shift,
         residual_stride,
     )
-    kernel, tile_m, tile_n, split, workspace, vector_output, vector_residual, loads = raw
+    kernel, tile_m, tile_n, split, workspace, vector_output, vector_residual, loads, persistent = raw
     return CudaPlan(("direct", "mma", "wgmma")[kernel], tile_m, tile_n, split, workspace, bool(vector_output),
-                    bool(vector_residual), ("cp.async", "tma_b", "tma_ab", "tma_im2col")[loads])
+                    bool(vector_residual), ("cp.async", "tma_b", "tma_ab", "tma_im2col")[loads], bool(persistent))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import torch
 
@@ -94,6 +95,20 @@ def into_poisoned_memory(op, args, shape):
     torch.cuda.synchronize()
     assert not torch.isnan(y).any(), "the kernel left elements of the output unwritten"
     return y
+
+
+def wgmma_ran(kernels, bn=None, persistent=None):
+    """Whether the profiler's kernel names include a wgmma kernel: the one-tile-per-CTA
+    ``wgmma_conv_kernel<T, WgmmaTile<BN, ...>, ...>`` (persistent=False) or the persistent
+    ``wgmma_ws_conv_kernel<T, WgmmaWsTile<BN, ...>, ...>`` (persistent=True), either when None;
+    with tile width BN == bn unless bn is None."""
+    width = r"\d+" if bn is None else str(bn)
+    patterns = {
+        False: re.compile(rf"\bwgmma_conv_kernel<.*\bWgmmaTile<\s*{width}\s*,"),
+        True: re.compile(rf"\bwgmma_ws_conv_kernel<.*\bWgmmaWsTile<\s*{width}\s*,"),
+    }
+    kinds = [False, True] if persistent is None else [persistent]
+    return any(patterns[kind].search(k) for k in kernels for kind in kinds)
 
 
 def kernels_run(fn):

@@ -1,13 +1,16 @@
-"""The Hopper wgmma kernel of the CUDA extension (csrc/kernels/wgmma_conv.cuh) against
-the float64 reference, and its selection by RESNET_KERNELS_CUDA_KERNEL (GPU only).
+"""The Hopper wgmma kernels of the CUDA extension (csrc/kernels/wgmma_conv.cuh, and the
+persistent wgmma_ws_conv.cuh where the plan takes it) against the float64 reference, and their
+selection by RESNET_KERNELS_CUDA_KERNEL (GPU only).
 
 The variable is read by the C++ launcher on every call, so each test sets it
 with monkeypatch. "wgmma_n64" / "wgmma_n128" / "wgmma_n256" force the kernel and
 its tile on every call the tensor-core path takes, which is how the numeric tests
 reach it on any shape (the "wgmma" heuristic keeps small grids and memory-bound
 gathered calls on the mma.sync kernel). The loads (TMA or cp.async) are the plan's default
-here; tests/test_cuda_wgmma_tma.py runs both. Every numeric test also checks, through the profiler's kernel names,
-that the wgmma kernel with the requested tile is what ran: a build without
+here, and so is the kernel: the persistent warp-specialised one where both operands and the
+epilogue tensors move by TMA, the one-tile-per-CTA one elsewhere (tests/test_cuda_wgmma_tma.py
+and tests/test_cuda_wgmma_ws.py pin each). Every numeric test also checks, through the profiler's
+kernel names, that a wgmma kernel with the requested tile is what ran: a build without
 sm_90a code, or a selection bug, fails here instead of silently testing the
 mma.sync kernel again.
 
@@ -17,8 +20,6 @@ kernel's two epilogues (staged 16-byte stores where 8 | K/groups and the pointer
 allow, else paired 32-bit stores); conv_plan reports which one a call takes, and
 test_epilogue_paths asserts both as well as the result.
 """
-
-import re
 
 import pytest
 import torch
@@ -33,6 +34,7 @@ from helpers import (
     kernels_run,
     oracle,
     rel_error,
+    wgmma_ran,
 )
 
 from resnet_kernels import cuda_ops  # loads the extension, registers the fake
@@ -51,17 +53,11 @@ def _op(*args):
     return torch.ops.resnet_kernels.conv_bn_act_cuda(*args)
 
 
-def _wgmma_ran(kernels, bn):
-    """Whether the profiler's kernel names include wgmma_conv_kernel<T, WgmmaTile<bn, ...>>."""
-    tile = re.compile(rf"WgmmaTile<\s*{bn}\s*,")
-    return any("wgmma_conv_kernel" in k and tile.search(k) for k in kernels)
-
-
 def _run_forced(monkeypatch, tile, args, out_shape):
     """The op under RESNET_KERNELS_CUDA_KERNEL=tile into NaN-poisoned memory; asserts the tile ran."""
     monkeypatch.setenv(ENV, tile)
     y, kernels = kernels_run(lambda: into_poisoned_memory(_op, args, out_shape))
-    assert _wgmma_ran(kernels, TILES[tile]), f"{ENV}={tile} did not run the wgmma kernel with that tile: {kernels}"
+    assert wgmma_ran(kernels, TILES[tile]), f"{ENV}={tile} did not run a wgmma kernel with that tile: {kernels}"
     assert not any("implicit_gemm_kernel" in k or "direct_conv_kernel" in k for k in kernels), kernels
     return y
 
@@ -254,12 +250,12 @@ def test_kernel_selection(value, shape, expect, gen, monkeypatch):
         monkeypatch.setenv(ENV, value)
     args = _selection_args(gen, *shape)
     y, kernels = kernels_run(lambda: _op(*args))
-    wgmma = any("wgmma_conv_kernel" in k for k in kernels)
+    wgmma = wgmma_ran(kernels)
     mma = any("implicit_gemm_kernel" in k for k in kernels)
     assert (wgmma, mma) == (expect == "wgmma", expect == "mma"), kernels
     if expect == "wgmma":  # the tile the plan names is the one that ran
         plan = cuda_ops.conv_plan(*args)
-        assert plan.kernel == "wgmma" and _wgmma_ran(kernels, plan.tile_n), (plan, kernels)
+        assert plan.kernel == "wgmma" and wgmma_ran(kernels, plan.tile_n, plan.persistent), (plan, kernels)
         if args[1].shape[0] <= 64:
             assert plan.tile_n == 64, plan
     assert rel_error(y, oracle(*args)) <= REL_TOL[torch.float16]
@@ -288,7 +284,7 @@ def test_forced_tile_runs_on_sm90_and_is_refused_elsewhere(tile, gen, monkeypatc
     args = _selection_args(gen, 2, 64, 9, 128, 3, 1)
     if IS_SM90:
         y, kernels = kernels_run(lambda: _op(*args))
-        assert _wgmma_ran(kernels, TILES[tile]), kernels
+        assert wgmma_ran(kernels, TILES[tile]), kernels
         assert rel_error(y, oracle(*args)) <= REL_TOL[torch.float16]
     else:
         with pytest.raises(RuntimeError, match=rf"{ENV}={tile} needs the wgmma kernel.*compute capability 9.0"):

@@ -8,6 +8,9 @@ The plan takes, for a wgmma call (WgmmaLoads in csrc/kernels/launch.h):
   'tma_b'      B by TMA, A gathered with cp.async: every other call, and every call under
                RESNET_KERNELS_CUDA_TMA=weights;
   'cp.async'   both with cp.async: RESNET_KERNELS_CUDA_TMA=0.
+These are the loads of the one-tile-per-CTA kernel: every test here runs with
+RESNET_KERNELS_CUDA_PERSISTENT=0 (the persistent kernel, which takes the 'tma_ab' and 'tma_im2col'
+calls by default, has tests/test_cuda_wgmma_ws.py).
 Each numeric test checks, through the profiler's kernel names, that the kernel instance with
 those loads ran (the template argument WgmmaLoads: 0 cp.async, 1 tma_b, 2 tma_ab, 3 tma_im2col),
 so a plan that says TMA while the cp.async kernel runs fails here. Outputs land in NaN-poisoned
@@ -29,6 +32,11 @@ TILES = WGMMA_TILES  # value -> BN of the tile it forces
 LOADS = {"cp.async": 0, "tma_b": 1, "tma_ab": 2, "tma_im2col": 3}  # plan name -> WgmmaLoads template argument
 
 pytestmark = [needs_cuda, needs_extension]
+
+
+@pytest.fixture(autouse=True)
+def _one_tile_kernel(monkeypatch):
+    monkeypatch.setenv("RESNET_KERNELS_CUDA_PERSISTENT", "0")
 
 # name: (N, C, H, W, K, R, S, stride, padding, groups), all taking the wgmma kernel when forced
 SHAPES = {

@@ -159,6 +159,11 @@ cudaError_t plan_conv(const ConvParams& p, int device, int num_sms, int forced_s
     TmaChoice tma = TmaChoice::kAll;
     if (tma_from_env(&tma) != nullptr) return cudaErrorInvalidValue;
     plan->loads = wgmma_loads(p, tma);
+    // The persistent warp-specialised kernel where both operands and the
+    // epilogue tensors move by TMA, unless switched off.
+    bool persistent = true;
+    if (persistent_from_env(&persistent) != nullptr) return cudaErrorInvalidValue;
+    plan->persistent = wgmma_persistent(p, plan->loads, persistent);
     return cudaSuccess;
   }
 
@@ -190,7 +195,7 @@ cudaError_t plan_conv(const ConvParams& p, int device, int num_sms, int forced_s
 
 bool plan_fits(const ConvParams& p, const ConvPlan& plan, const void* workspace, size_t workspace_bytes) {
   if (plan.tensor_cores != implicit_gemm_supports(p) || plan.split < 1 || plan.split > kMaxSplit) return false;
-  if (!plan.tensor_cores) return plan.split == 1;
+  if (!plan.tensor_cores) return plan.split == 1 && !plan.persistent;
   if (plan.kernel != KernelChoice::kMma) {  // a wgmma tile with its own shape, never split
     int bm = 0, bn = 0;
     if (!wgmma_tile_shape(plan.kernel, &bm, &bn) || plan.tile_m != bm || plan.tile_n != bn || plan.split != 1)
@@ -198,9 +203,10 @@ bool plan_fits(const ConvParams& p, const ConvPlan& plan, const void* workspace,
     const bool loads_fit = plan.loads == WgmmaLoads::kCpAsync || plan.loads == WgmmaLoads::kTmaB ||
                            (plan.loads == WgmmaLoads::kTmaAB && tma_gemm_input_ok(p)) ||
                            (plan.loads == WgmmaLoads::kTmaIm2col && tma_im2col_input_ok(p));
-    if (!loads_fit) return false;
+    if (!loads_fit || (plan.persistent && !wgmma_persistent(p, plan.loads, true))) return false;
   } else {
-    if (plan.loads != WgmmaLoads::kCpAsync) return false;  // the mma.sync kernel has no TMA path
+    // The mma.sync kernel has no TMA path and no persistent variant.
+    if (plan.loads != WgmmaLoads::kCpAsync || plan.persistent) return false;
     const bool small = plan.tile_m == SmallTile::BM && plan.tile_n == SmallTile::BN;
     const bool large = plan.tile_m == LargeTile::BM && plan.tile_n == LargeTile::BN;
     if (!small && !large) return false;

@@ -25,7 +25,8 @@ cudaError_t launch_conv_bn_act(const ConvParams& p, const ConvPlan& plan, void* 
                                cudaStream_t stream) {
   if (!plan_fits(p, plan, workspace, workspace_bytes)) return cudaErrorInvalidValue;
   if (!plan.tensor_cores) return launch_direct_conv<T>(p, stream);
-  if (plan.kernel != KernelChoice::kMma) return launch_wgmma_conv<T>(p, plan, stream);
+  if (plan.kernel != KernelChoice::kMma)
+    return plan.persistent ? launch_wgmma_ws_conv<T>(p, plan, stream) : launch_wgmma_conv<T>(p, plan, stream);
   const cudaError_t err = launch_implicit_gemm<T>(p, plan, workspace, stream);
   if (err != cudaSuccess || plan.split == 1) return err;
   return launch_splitk_reduce<T>(p, plan, static_cast<const float*>(workspace), stream);

@@ -74,6 +74,29 @@ bool tma_gemm_input_ok(const ConvParams& p);
 // [-128, 127] (the limits of a rank-4 im2col map).
 bool tma_im2col_input_ok(const ConvParams& p);
 
+// ---- Persistent warp-specialised wgmma kernel (wgmma_ws_conv.cuh): one CTA
+// per SM walking the output tiles, a producer warpgroup issuing every TMA
+// copy, two consumer warpgroups computing, the residual loaded and the output
+// stored by TMA through shared memory. A wgmma plan uses it when its loads
+// are kTmaAB or kTmaIm2col and tma_epilogue_ok(p), unless
+// RESNET_KERNELS_CUDA_PERSISTENT (read on every call) is "0" (unset, "" or
+// "1": where it applies).
+
+// nullptr when RESNET_KERNELS_CUDA_PERSISTENT is unset or valid (*persistent
+// set: true = allowed); else a message naming the variable and its values.
+const char* persistent_from_env(bool* persistent);
+
+// Whether the epilogue tensors of call p can move by TMA: 8 | K/groups (16-byte
+// row strides), y, scale and shift 16-byte aligned, M <= INT_MAX - 128 (32-bit
+// TMA coordinates of a tile's rows), and a residual that is absent or has y's
+// shape and dense NHWC strides (no option-A channel padding or subsampling),
+// 16-byte aligned.
+bool tma_epilogue_ok(const ConvParams& p);
+
+// Whether a wgmma plan with these loads runs the persistent kernel: allowed
+// (the variable), both operands by TMA, tma_epilogue_ok(p).
+bool wgmma_persistent(const ConvParams& p, WgmmaLoads loads, bool allowed);
+
 // The parsed variable; kInvalid for an unknown value.
 KernelChoice kernel_choice();
 
@@ -98,6 +121,12 @@ struct ConvPlan;
 // (its kernels would trap).
 template <typename T>
 cudaError_t launch_wgmma_conv(const ConvParams& p, const ConvPlan& plan, cudaStream_t stream);
+
+// The persistent kernel of a wgmma plan with plan.persistent (its tile and
+// loads; launch_conv_bn_act checks the plan first); cudaErrorInvalidDeviceFunction
+// where wgmma is not available.
+template <typename T>
+cudaError_t launch_wgmma_ws_conv(const ConvParams& p, const ConvPlan& plan, cudaStream_t stream);
 
 // Direct convolution, one thread per output element: any shape, slow.
 template <typename T>
@@ -124,6 +153,7 @@ struct ConvPlan {
   bool vector_output;      // 16-byte output stores (staged epilogue of either GEMM kernel, or the split-K reduce)
   bool vector_residual;    // ... and 16-byte residual loads
   WgmmaLoads loads;        // wgmma plans: how the operand tiles are loaded (kCpAsync for the others)
+  bool persistent;         // wgmma plans: the persistent warp-specialised kernel (wgmma_persistent)
 };
 
 // RESNET_KERNELS_CUDA_SPLIT_K, read with std::getenv on every call (cheap next

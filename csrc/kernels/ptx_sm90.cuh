@@ -206,6 +206,60 @@ __device__ __forceinline__ void tma_load_im2col_4d(uint32_t dst, const void* map
       : "memory");
 }
 
+// One plain arrival on `bar` (no transaction bytes). Release semantics at CTA
+// scope: this thread's earlier memory accesses (and, after a wgmma wait, the
+// completed shared-memory reads of its warpgroup's wgmmas) happen before
+// whatever a thread that then sees the phase complete does.
+__device__ __forceinline__ void mbarrier_arrive(uint32_t bar) {
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
+}
+
+// TMA store of the box at coordinates (c0, c1, c2) of the rank-3 tensor `map`
+// from shared memory at `src` (shared::cta address, laid out in the map's
+// swizzle, 1024-byte aligned for the 128-byte swizzle). Elements of the box
+// outside the tensor are not written. Part of this thread's current bulk
+// group (bulk_commit_group); the shared memory may be reused once
+// bulk_wait_group_read says the group has read it.
+__device__ __forceinline__ void tma_store_3d(const void* map, uint32_t src, int c0, int c1, int c2) {
+  asm volatile("cp.async.bulk.tensor.3d.global.shared::cta.bulk_group [%0, {%2, %3, %4}], [%1];\n" ::"l"(
+                   reinterpret_cast<uint64_t>(map)),
+               "r"(src), "r"(c0), "r"(c1), "r"(c2)
+               : "memory");
+}
+
+// Closes this thread's bulk copies (TMA stores) issued since the last commit into one group.
+__device__ __forceinline__ void bulk_commit_group() { asm volatile("cp.async.bulk.commit_group;\n" ::: "memory"); }
+
+// Waits until at most N of this thread's bulk groups still have to READ their
+// shared-memory source (their global writes may still be under way).
+template <int N>
+__device__ __forceinline__ void bulk_wait_group_read() {
+  asm volatile("cp.async.bulk.wait_group.read %0;\n" ::"n"(N) : "memory");
+}
+
+// Barrier `id` (1..15; 0 is __syncthreads') among `count` threads (a multiple
+// of 32), e.g. the 128 threads of one warpgroup: orders their shared-memory
+// accesses like __syncthreads without stopping the rest of the CTA.
+__device__ __forceinline__ void named_barrier_sync(uint32_t id, uint32_t count) {
+  asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(count) : "memory");
+}
+
+// Register reallocation between the warpgroups of a warp-specialised kernel
+// (the whole warpgroup executes it): dec gives registers back down to N per
+// thread, inc waits until N per thread are free and takes them. N is a
+// multiple of 8 in 24..256; the kernel needs a register cap at entry
+// (__launch_bounds__ with a minimum of 1 block per SM).
+template <int N>
+__device__ __forceinline__ void setmaxnreg_dec() {
+  static_assert(N % 8 == 0 && N >= 24 && N <= 256, "setmaxnreg takes a multiple of 8 in 24..256");
+  asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(N));
+}
+template <int N>
+__device__ __forceinline__ void setmaxnreg_inc() {
+  static_assert(N % 8 == 0 && N >= 24 && N <= 256, "setmaxnreg takes a multiple of 8 in 24..256");
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(N));
+}
+
 // ---- wgmma.mma_async.sync.aligned.m64nNk16.f32.{f16,bf16}: D (+)= A * B^T for
 // one warpgroup (128 threads), A = 64 x 16 and B = N x 16 both K-major in
 // shared memory via descriptors, fp32 accumulators in registers. scale_d == 0

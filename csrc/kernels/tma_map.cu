@@ -15,6 +15,7 @@ namespace resnet_kernels {
 namespace {
 
 constexpr const char* kTmaEnvVar = "RESNET_KERNELS_CUDA_TMA";
+constexpr const char* kPersistentEnvVar = "RESNET_KERNELS_CUDA_PERSISTENT";
 constexpr cuuint32_t kBoxInner = 64;  // elements: one 128-byte swizzle line (the kernel's BK)
 
 // The driver function `name` (CUDA 12.0 ABI), or nullptr.
@@ -114,6 +115,35 @@ bool tma_im2col_input_ok(const ConvParams& p) {
   return true;
 }
 
+const char* persistent_from_env(bool* persistent) {
+  *persistent = true;
+  const char* value = std::getenv(kPersistentEnvVar);
+  if (value == nullptr || *value == '\0' || std::strcmp(value, "1") == 0) return nullptr;
+  if (std::strcmp(value, "0") == 0) {
+    *persistent = false;
+    return nullptr;
+  }
+  thread_local std::string message;
+  message = std::string(kPersistentEnvVar) + "='" + value +
+            "' is not a choice: use 1 (or leave it unset) for the persistent warp-specialised wgmma kernel where "
+            "it applies, 0 for the one-tile-per-CTA wgmma kernel everywhere";
+  return message.c_str();
+}
+
+bool tma_epilogue_ok(const ConvParams& p) {
+  const auto aligned = [](const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; };
+  if (p.k_per_group() % 8 != 0 || p.pixels() > INT_MAX - 128) return false;
+  if (!aligned(p.y) || !aligned(p.scale) || !aligned(p.shift)) return false;  // nullptr is aligned
+  if (p.residual == nullptr) return true;
+  const int64_t k = p.K;
+  return aligned(p.residual) && p.res_channels == p.K && p.res_stride_c == 1 && p.res_stride_w == k &&
+         p.res_stride_h == k * p.Q && p.res_stride_n == k * p.Q * p.P;
+}
+
+bool wgmma_persistent(const ConvParams& p, WgmmaLoads loads, bool allowed) {
+  return allowed && (loads == WgmmaLoads::kTmaAB || loads == WgmmaLoads::kTmaIm2col) && tma_epilogue_ok(p);
+}
+
 bool tma_gemm_input_ok(const ConvParams& p) {
   return p.R == 1 && p.S == 1 && p.stride_h == 1 && p.stride_w == 1 && p.pad_h == 0 && p.pad_w == 0 &&
          !p.has_prologue() && p.pixels() <= INT_MAX;
@@ -156,6 +186,17 @@ cudaError_t encode_gemm_input_map(const ConvParams& p, bool bf16, int box_rows, 
   const cuuint64_t strides[2] = {cg * 2, cuuint64_t(p.C) * 2};
   const cuuint32_t box[3] = {kBoxInner, 1, cuuint32_t(box_rows)};
   return encode3d(bf16, p.x, dims, strides, box, map);
+}
+
+cudaError_t encode_output_map(const ConvParams& p, bool bf16, const void* base, int box_rows, CUtensorMap* map) {
+  if (!tma_epilogue_ok(p)) return cudaErrorInvalidValue;
+  // Pixel m starts at m * K elements, group g's channels at g * Kg within it
+  // (byte strides Kg * 2 and K * 2, multiples of 16: 8 | Kg).
+  const cuuint64_t kg = cuuint64_t(p.k_per_group());
+  const cuuint64_t dims[3] = {kg, cuuint64_t(p.groups), cuuint64_t(p.pixels())};
+  const cuuint64_t strides[2] = {kg * 2, cuuint64_t(p.K) * 2};
+  const cuuint32_t box[3] = {kBoxInner, 1, cuuint32_t(box_rows)};
+  return encode3d(bf16, base, dims, strides, box, map);
 }
 
 }  // namespace resnet_kernels

@@ -51,6 +51,15 @@ cudaError_t encode_gemm_input_map(const ConvParams& p, bool bf16, int box_rows, 
 // zero-filling taps in the padding (and pixels past the last image).
 cudaError_t encode_im2col_input_map(const ConvParams& p, bool bf16, int box_rows, CUtensorMap* map);
 
+// An activation of the output's shape (y, or a residual of y's shape, dense
+// NHWC: tma_epilogue_ok) at `base`, as (K/groups, groups, N*P*Q) -- element
+// (n, g, m) is base[m][g*Kg + n] -- with a box of 64 x 1 x box_rows: a copy
+// (load or store) at (n0, g, m0) moves the [box_rows][64] block of pixels
+// m0 .. m0 + box_rows - 1, channels n0 .. n0 + 63 of group g, in the 128-byte
+// swizzle; what lies outside the tensor is zero-filled (load) or not written
+// (store).
+cudaError_t encode_output_map(const ConvParams& p, bool bf16, const void* base, int box_rows, CUtensorMap* map);
+
 // The im2col map's bounding-box corners, W first (the driver's order, innermost
 // dimension first): lower = (-pad_w, -pad_h), upper = (pad_w - (S-1)*dil_w,
 // pad_h - (R-1)*dil_h) -- offsets from position 0 and from W (H) of the box

@@ -133,13 +133,17 @@ template <typename T>
 // wgmma_tma: the value of RESNET_KERNELS_CUDA_TMA: "1" (TMA loads where they
 // apply: the plan must say kTmaAB for the plain-GEMM cases, kTmaIm2col for
 // the other ones with 64 | Cg and no prologue, kTmaB for the rest),
-// "weights" (kTmaB) or "0" (cp.async loads).
+// "weights" (kTmaB) or "0" (cp.async loads);
+// wgmma_persistent: the value of RESNET_KERNELS_CUDA_PERSISTENT: "1" (the
+// persistent warp-specialised kernel where the plan's loads are kTmaAB or
+// kTmaIm2col and the epilogue tensors admit TMA: the plan must say so) or "0"
+// (the one-tile-per-CTA kernel).
 // split: -1 = launch_conv_bn_act without a workspace (never splits); 0 = the
 // plan of plan_conv's split-K heuristic, n >= 1 = the mma.sync plan with
 // split-K forced to min(n, k tiles); both with a cudaMalloc'd workspace.
 bool run_case(const Case& cs, bool direct_only, std::mt19937& rng,
               resnet_kernels::KernelChoice wgmma = resnet_kernels::KernelChoice::kMma, int split = -1,
-              bool wgmma_paired = false, const char* wgmma_tma = "1") {
+              bool wgmma_paired = false, const char* wgmma_tma = "1", const char* wgmma_persistent = "0") {
   const int P = (cs.h + 2 * cs.pad - cs.dil * (cs.r - 1) - 1) / cs.stride + 1;
   const int Q = (cs.w + 2 * cs.pad - cs.dil * (cs.s - 1) - 1) / cs.stride + 1;
   const int cg = cs.c / cs.groups;
@@ -203,16 +207,18 @@ bool run_case(const Case& cs, bool direct_only, std::mt19937& rng,
   const bool use_split = tensor_cores && !use_wgmma && split >= 0;
   resnet_kernels::ConvPlan plan{};
   void* workspace = nullptr;
-  char label[48] = "";
+  char label[64] = "";
   if (use_wgmma) {
     int device = 0, num_sms = 0;
     CHECK_CUDA(cudaGetDevice(&device));
     CHECK_CUDA(resnet_kernels::multiprocessor_count(device, &num_sms));
     setenv("RESNET_KERNELS_CUDA_KERNEL", wgmma_env_value(wgmma), 1);
     setenv("RESNET_KERNELS_CUDA_TMA", wgmma_tma, 1);
+    setenv("RESNET_KERNELS_CUDA_PERSISTENT", wgmma_persistent, 1);
     const cudaError_t err = resnet_kernels::plan_conv(p, device, num_sms, 0, &plan);
     unsetenv("RESNET_KERNELS_CUDA_KERNEL");
     unsetenv("RESNET_KERNELS_CUDA_TMA");
+    unsetenv("RESNET_KERNELS_CUDA_PERSISTENT");
     CHECK_CUDA(err);
     using resnet_kernels::WgmmaLoads;
     const bool all = std::strcmp(wgmma_tma, "1") == 0, weights = std::strcmp(wgmma_tma, "weights") == 0;
@@ -221,14 +227,19 @@ bool run_case(const Case& cs, bool direct_only, std::mt19937& rng,
                              : resnet_kernels::tma_gemm_input_ok(p)      ? WgmmaLoads::kTmaAB
                              : resnet_kernels::tma_im2col_input_ok(p)    ? WgmmaLoads::kTmaIm2col
                                                                          : WgmmaLoads::kTmaB;
-    if (plan.kernel != wgmma || plan.loads != loads) {  // a selection bug: fail (and leak this case's buffers)
-      std::printf("FAIL  %-28s %s planned kernel %d, loads %s (expected %s)\n", cs.name, wgmma_env_value(wgmma),
-                  int(plan.kernel), loads_name(plan.loads), loads_name(loads));
+    const bool persistent = std::strcmp(wgmma_persistent, "1") == 0 && resnet_kernels::wgmma_persistent(p, loads, true);
+    if (plan.kernel != wgmma || plan.loads != loads || plan.persistent != persistent) {  // a selection bug: fail (and leak this case's buffers)
+      std::printf("FAIL  %-28s %s planned kernel %d, loads %s, persistent %d (expected %s, %d)\n", cs.name,
+                  wgmma_env_value(wgmma), int(plan.kernel), loads_name(plan.loads), int(plan.persistent),
+                  loads_name(loads), int(persistent));
       return false;
     }
-    if (wgmma_paired) plan.vector_output = plan.vector_residual = false;
-    std::snprintf(label, sizeof(label), "wgmma %dx%d%s%s %s", plan.tile_m, plan.tile_n,
-                  plan.vector_output ? " v" : " paired", plan.vector_residual ? "r" : "", loads_name(plan.loads));
+    if (wgmma_paired) plan.vector_output = plan.vector_residual = false;  // (the caller keeps persistent off)
+    if (plan.persistent)
+      std::snprintf(label, sizeof(label), "wgmma ws %dx%d %s", plan.tile_m, plan.tile_n, loads_name(plan.loads));
+    else
+      std::snprintf(label, sizeof(label), "wgmma %dx%d%s%s %s", plan.tile_m, plan.tile_n,
+                    plan.vector_output ? " v" : " paired", plan.vector_residual ? "r" : "", loads_name(plan.loads));
   }
   if (use_split) {
     int device = 0, num_sms = 0;
@@ -331,7 +342,9 @@ int main(int argc, char** argv) {
   // epilogue (16-byte staged where 8 | Kg: "v", "vr" with 16-byte residual
   // loads) and with the paired one, each with TMA loads (B, and A where the
   // case admits it: tiled for 1x1 stride 1, im2col for 64 | Cg), with TMA for
-  // B only, and with cp.async loads. On a compute capability
+  // B only, and with cp.async loads; with TMA loads and the planned epilogue
+  // also through the persistent warp-specialised kernel where the plan takes
+  // it ("wgmma ws" lines: TMA operands, residual and output). On a compute capability
   // 9.0 device its absence is a build error (sm_90a missing from
   // CMAKE_CUDA_ARCHITECTURES).
   int device = 0, major = 0, minor = 0;
@@ -348,12 +361,14 @@ int main(int argc, char** argv) {
     for (auto tile : {resnet_kernels::KernelChoice::kWgmmaN64, resnet_kernels::KernelChoice::kWgmmaN128,
                       resnet_kernels::KernelChoice::kWgmmaN256})
       for (bool paired : {false, true})
-        for (const char* tma : {"1", "weights", "0"}) {
-          if (!wgmma) break;
-          if (skip(cs) || (quick && (paired || std::strcmp(tma, "weights") == 0))) continue;
-          ok = run_case<__half>(cs, false, rng, tile, -1, paired, tma) && ok;
-          if (!quick) ok = run_case<__nv_bfloat16>(cs, false, rng, tile, -1, paired, tma) && ok;
-        }
+        for (const char* tma : {"1", "weights", "0"})
+          for (const char* persistent : {"1", "0"}) {
+            if (!wgmma) break;
+            if (skip(cs) || (quick && (paired || std::strcmp(tma, "weights") == 0))) continue;
+            if (std::strcmp(persistent, "1") == 0 && (paired || std::strcmp(tma, "1") != 0)) continue;
+            ok = run_case<__half>(cs, false, rng, tile, -1, paired, tma, persistent) && ok;
+            if (!quick) ok = run_case<__nv_bfloat16>(cs, false, rng, tile, -1, paired, tma, persistent) && ok;
+          }
   std::printf(ok ? "all cases passed\n" : "FAILED\n");
   return ok ? 0 : 1;
 }

@@ -16,6 +16,12 @@
 //    documentation; whether the hardware agrees is ctest's question.
 // 2. Which calls may load A by TMA (tma_gemm_input_ok, tma_im2col_input_ok).
 // 3. RESNET_KERNELS_CUDA_TMA parsing (tma_from_env).
+// 4. The persistent kernel (wgmma_ws_conv.cuh): which calls it takes
+//    (tma_epilogue_ok, wgmma_persistent), RESNET_KERNELS_CUDA_PERSISTENT
+//    parsing, and its epilogue tile: every accumulator pair of the two
+//    consumer warpgroups lands in a distinct 4-byte cell (ws_pair_offset)
+//    at the place the TMA copies' 128-byte swizzle puts that (row, column),
+//    and each warp's 32 accesses hit 32 distinct banks.
 // Exit status 0 when every check passes.
 #include <cstdint>
 #include <cstdio>
@@ -25,6 +31,7 @@
 
 #include "kernels/launch.h"
 #include "kernels/tma_map.h"
+#include "kernels/wgmma_ws_config.h"
 
 using resnet_kernels::ConvParams;
 
@@ -166,12 +173,124 @@ void check_env() {
   std::printf("%-5s RESNET_KERNELS_CUDA_TMA parsing\n", failures > before ? "FAIL" : "ok");
 }
 
+// A call with y, scale, shift and a residual of y's shape, all dense NHWC and
+// 16-byte aligned (fake addresses: nothing is dereferenced).
+ConvParams with_epilogue(ConvParams p) {
+  p.y = reinterpret_cast<void*>(uintptr_t(0x10000));
+  p.scale = reinterpret_cast<const float*>(uintptr_t(0x20000));
+  p.shift = reinterpret_cast<const float*>(uintptr_t(0x30000));
+  p.residual = reinterpret_cast<const void*>(uintptr_t(0x40000));
+  p.res_channels = p.K;
+  p.res_stride_c = 1, p.res_stride_w = p.K, p.res_stride_h = int64_t(p.K) * p.Q;
+  p.res_stride_n = int64_t(p.K) * p.Q * p.P;
+  return p;
+}
+
+void check_persistent_rules() {
+  using resnet_kernels::tma_epilogue_ok;
+  using resnet_kernels::wgmma_persistent;
+  using resnet_kernels::WgmmaLoads;
+  const int before = failures;
+  const ConvParams gemm = with_epilogue(conv(2, 256, 14, 14, 512, 1, 1, 1, 1, 0, 0, 1, 1));
+  check(tma_epilogue_ok(gemm), "dense NHWC residual, aligned vectors: TMA epilogue");
+  ConvParams p = gemm;
+  p.residual = nullptr;
+  check(tma_epilogue_ok(p), "no residual: TMA epilogue");
+  p = gemm, p.scale = nullptr, p.shift = nullptr;
+  check(tma_epilogue_ok(p), "no scale or shift: TMA epilogue");
+  p = gemm, p.res_channels = p.K / 2, p.res_stride_w *= 2;
+  check(!tma_epilogue_ok(p), "an option-A residual is no TMA tile");
+  p = gemm, p.res_stride_c = int64_t(p.P) * p.Q, p.res_stride_w = 1, p.res_stride_h = p.Q;
+  check(!tma_epilogue_ok(p), "an NCHW residual is no TMA tile");
+  p = gemm, p.res_stride_w = p.K + 8, p.res_stride_h = int64_t(p.K + 8) * p.Q, p.res_stride_n *= 2;
+  check(!tma_epilogue_ok(p), "a channel slice of a wider residual is no TMA tile");
+  p = gemm, p.scale += 1;
+  check(!tma_epilogue_ok(p), "a misaligned scale");
+  p = gemm, p.residual = static_cast<const char*>(p.residual) + 8;
+  check(!tma_epilogue_ok(p), "a misaligned residual");
+  p = gemm, p.y = static_cast<char*>(p.y) + 4;
+  check(!tma_epilogue_ok(p), "a misaligned output");
+  p = with_epilogue(conv(2, 64, 10, 10, 36, 3, 3, 1, 1, 1, 1, 1, 1));
+  check(!tma_epilogue_ok(p), "8 must divide K/groups (16-byte rows)");
+  p = with_epilogue(conv(2, 128, 10, 10, 96, 3, 3, 1, 1, 1, 1, 1, 1, 2));
+  check(tma_epilogue_ok(p), "2 groups of 48 output channels");
+  p = with_epilogue(conv(65536, 64, 256, 128, 64, 1, 1, 1, 1, 0, 0, 1, 1));  // M = 2^31
+  check(!tma_epilogue_ok(p), "M beyond 32-bit TMA row coordinates");
+  check(wgmma_persistent(gemm, WgmmaLoads::kTmaAB, true) && wgmma_persistent(gemm, WgmmaLoads::kTmaIm2col, true),
+        "TMA operands and epilogue: persistent");
+  check(!wgmma_persistent(gemm, WgmmaLoads::kTmaAB, false), "switched off");
+  check(!wgmma_persistent(gemm, WgmmaLoads::kTmaB, true) && !wgmma_persistent(gemm, WgmmaLoads::kCpAsync, true),
+        "gathered A keeps the one-tile kernel");
+  std::printf("%-5s persistent kernel eligibility rules\n", failures > before ? "FAIL" : "ok");
+
+  const int before_env = failures;
+  const struct {
+    const char* value;
+    bool on;
+  } good[] = {{nullptr, true}, {"", true}, {"1", true}, {"0", false}};
+  for (const auto& g : good) {
+    if (g.value == nullptr)
+      unsetenv("RESNET_KERNELS_CUDA_PERSISTENT");
+    else
+      setenv("RESNET_KERNELS_CUDA_PERSISTENT", g.value, 1);
+    bool on = !g.on;
+    check(resnet_kernels::persistent_from_env(&on) == nullptr && on == g.on, "a valid RESNET_KERNELS_CUDA_PERSISTENT");
+  }
+  setenv("RESNET_KERNELS_CUDA_PERSISTENT", "yes", 1);
+  bool on = false;
+  const char* why = resnet_kernels::persistent_from_env(&on);
+  check(why != nullptr && std::strstr(why, "RESNET_KERNELS_CUDA_PERSISTENT='yes' is not a choice") != nullptr,
+        "a bad value names the variable");
+  unsetenv("RESNET_KERNELS_CUDA_PERSISTENT");
+  std::printf("%-5s RESNET_KERNELS_CUDA_PERSISTENT parsing\n", failures > before_env ? "FAIL" : "ok");
+}
+
+// Every (consumer, warp, lane, j, half) of a BN-wide epilogue tile: its cell is
+// where the 128-byte swizzle puts (row, col) -- the layout the residual's TMA
+// load writes and the output's TMA store reads -- no two pairs share a cell,
+// and one warp's 32 lanes at one (j, half) use every bank once.
+template <int BN>
+void check_epilogue_cells() {
+  const int before = failures;
+  constexpr int kCells = 128 * BN / 2;  // 4-byte cells of a BM x BN tile of 2-byte elements
+  static bool seen[kCells];
+  for (bool& b : seen) b = false;
+  for (int c = 0; c < 2; ++c)
+    for (int warp = 0; warp < 4; ++warp)
+      for (int j = 0; j < BN / 8; ++j)
+        for (int half = 0; half < 2; ++half) {
+          unsigned banks = 0;
+          for (int lane = 0; lane < 32; ++lane) {
+            const uint32_t off = resnet_kernels::ws_pair_offset(c, warp, lane, j, half);
+            const int row = 64 * c + 16 * warp + lane / 4 + 8 * half, col = 8 * j + 2 * (lane % 4);
+            const uint32_t swizzled =
+                uint32_t(col / 64) * 16384 + uint32_t(row) * 128 + uint32_t(((col % 64) / 8) ^ (row % 8)) * 16 + (col % 8) * 2;
+            if (off != swizzled || off % 4 != 0 || off / 4 >= uint32_t(kCells) || seen[off / 4]) {
+              check(false, "an epilogue pair off its swizzled cell, or two pairs in one cell");
+              return;
+            }
+            seen[off / 4] = true;
+            banks |= 1u << ((off / 4) % 32);
+          }
+          if (banks != 0xffffffffu) {
+            check(false, "a bank conflict in the epilogue tile");
+            return;
+          }
+        }
+  for (bool b : seen) check(b, "an epilogue cell no pair writes");
+  std::printf("%-5s epilogue tile cells, 128x%d\n", failures > before ? "FAIL" : "ok", BN);
+}
+
 }  // namespace
 
 int main() {
   check_traversal();
   check_eligibility();
   check_env();
+  check_persistent_rules();
+  check_epilogue_cells<64>();
+  check_epilogue_cells<128>();
+  check_epilogue_cells<256>();
   std::printf(failures ? "FAILED\n" : "all checks passed\n");
   return failures ? 1 : 0;
 }
