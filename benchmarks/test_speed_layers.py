@@ -9,6 +9,7 @@ import pytest
 from resnet_kernels.bench.accuracy import check
 from resnet_kernels.bench.cases import layer_case
 from resnet_kernels.bench.data import DTYPES
+from resnet_kernels.bench.kernel_choice import WGMMA, plan_label
 from resnet_kernels.bench.layer_providers import Unavailable, layer_provider
 from resnet_kernels.bench.matrix import OURS
 from resnet_kernels.bench.results import layer_record
@@ -42,6 +43,9 @@ def test_layer(benchmark, device, peaks, rk_seconds, layer_spec, provider):
     benchmark.pedantic(m.round, rounds=m.rounds_for(rk_seconds), warmup_rounds=1)
     if benchmark.disabled:  # --benchmark-disable: the correctness check alone
         return
+    kernel = None
+    if provider in ("cuda", "cuda-wgmma"):  # which of the extension's kernels ran
+        kernel = plan_label(layer_spec.layer, case.sets[0].x, WGMMA if provider == "cuda-wgmma" else None)
     benchmark.extra_info.update(
-        layer_record(layer_spec, provider, m, benchmark.stats.stats.median, peaks, verdict, case.seed)
+        layer_record(layer_spec, provider, m, benchmark.stats.stats.median, peaks, verdict, case.seed, kernel)
     )

@@ -55,7 +55,8 @@ def _layer_benchmarks():
         eager_s = 100e-6
         for provider, speed in LAYER_SPEEDS.items():
             t = eager_s / speed
-            benchmarks.append(_bench(layer_record(spec, provider, MEASUREMENT, t, PEAKS, CHECK, 7), t))
+            kernel = "wgmma-ws 128x256 tma_ab" if provider == "cuda" else None  # the plan's label (cuda providers)
+            benchmarks.append(_bench(layer_record(spec, provider, MEASUREMENT, t, PEAKS, CHECK, 7, kernel), t))
     return benchmarks
 
 
@@ -84,6 +85,8 @@ def test_report_tables_goals_and_charts(tmp_path, capsys):
     # Per layer: every provider's time, speedups vs cudnn-eager and cudnn-fused, % of floor.
     assert "| layer1.0.conv2 | 3 | 64>64 3x3/1 56x56 |" in text
     assert "50.0<br>2.00x · 1.25x ·" in text  # cuda: 100 us / 2.0
+    assert "%<br>wgmma-ws 128x256 tma_ab |" in text  # ... and which kernel ran
+    assert text.count("<br>wgmma-ws") == 3  # only the cuda cells, one per layer
     assert "| all convs |" in text
     # Training.
     assert "| cuda | 1,829 | 140.0 | 1.43x | 20.00 | 60.0 |" in text

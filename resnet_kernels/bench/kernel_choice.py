@@ -39,8 +39,9 @@ def kernel_choice(value: str) -> Iterator[None]:
             os.environ[ENV] = previous
 
 
-def _plan(layer: ConvLayer, x: torch.Tensor, value: str):
-    """The cuda op's plan for `layer` on input x under RESNET_KERNELS_CUDA_KERNEL=value (nothing runs)."""
+def _plan(layer: ConvLayer, x: torch.Tensor, value: Optional[str]):
+    """The cuda op's plan for `layer` on input x under RESNET_KERNELS_CUDA_KERNEL=value (None: as the
+    environment has it now); nothing runs."""
     from ..cuda_ops import conv_plan
 
     make = dict(device=x.device, dtype=x.dtype)
@@ -52,8 +53,21 @@ def _plan(layer: ConvLayer, x: torch.Tensor, value: str):
         residual = torch.empty(x.shape[0], layer.K, layer.P, layer.Q, **make)
         residual = residual.contiguous(memory_format=torch.channels_last)
     conv = ([layer.stride] * 2, [layer.padding] * 2, [1, 1], layer.groups)
-    with kernel_choice(value):
+    with contextlib.nullcontext() if value is None else kernel_choice(value):
         return conv_plan(x, weight, vector, vector, residual, *conv, layer.relu, None, None, 1)
+
+
+def plan_label(layer: ConvLayer, x: torch.Tensor, value: Optional[str] = None) -> str:
+    """What the cuda op runs for `layer` on input x (under RESNET_KERNELS_CUDA_KERNEL=value; None:
+    the environment's), in a few words for the report: e.g. 'mma 128x128', 'mma 64x64 split 4',
+    'wgmma 128x64 tma_b', 'wgmma-ws 128x256 tma_im2col' (the persistent kernel), 'direct'."""
+    plan = _plan(layer, x, value)
+    if plan.kernel == "direct":
+        return "direct"
+    if plan.kernel == "mma":
+        return f"mma {plan.tile_m}x{plan.tile_n}" + (f" split {plan.split}" if plan.split > 1 else "")
+    kind = "wgmma-ws" if plan.persistent else "wgmma"
+    return f"{kind} {plan.tile_m}x{plan.tile_n} {plan.loads}"
 
 
 def wgmma_unavailable_reason(x: torch.Tensor) -> Optional[str]:

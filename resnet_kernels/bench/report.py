@@ -156,12 +156,14 @@ def _models_section(results: Results) -> list[str]:
 def _layer_cell(r: Optional[Result], eager: Optional[Result], fused: Optional[Result]) -> str:
     if r is None:
         return "—"
-    return f"{r.median_s * 1e6:,.1f}<br>{_ratio(eager, r)} · {_ratio(fused, r)} · {r.info['pct_floor']:.0f}%"
+    cell = f"{r.median_s * 1e6:,.1f}<br>{_ratio(eager, r)} · {_ratio(fused, r)} · {r.info['pct_floor']:.0f}%"
+    return cell + (f"<br>{r.info['kernel']}" if r.info.get("kernel") else "")
 
 
 def _layers_section(results: Results) -> list[str]:
     lines = ["## Per layer", "",
-             "Each cell: µs per call, then speedup vs cudnn-eager · vs cudnn-fused · % of the layer's floor. "
+             "Each cell: µs per call, then speedup vs cudnn-eager · vs cudnn-fused · % of the layer's floor "
+             "(and, for the cuda providers, the kernel that ran: tile, loads, wgmma-ws = persistent). "
              "The last row weighs each layer by how often the model runs it.", ""]
     for (model, dtype, batch), rs in _groups(results.of("layer")).items():
         rows: dict[str, dict[str, Result]] = defaultdict(dict)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Iterable, Optional
 
 from . import roofline
 from ..layer_shapes import model_layers
@@ -44,10 +44,13 @@ def _speed(flops: int, nbytes: int, median_s: float, peaks: "Peaks", dtype: str)
 
 
 def layer_record(spec: "LayerSpec", provider: str, m: "Measurement", median_s: float, peaks: "Peaks",
-                 check: tuple[float, float], seed: int) -> dict:
+                 check: tuple[float, float], seed: int, kernel: Optional[str] = None) -> dict:
+    """`kernel`: which of our kernels ran (kernel_choice.plan_label), for the cuda providers."""
     layer, n = spec.layer, spec.batch
     record = _common("layer", spec.model, n, spec.dtype, provider, m, check, seed)
     record.update(layer=layer.name, shape=describe(layer), count=spec.count)
+    if kernel is not None:
+        record["kernel"] = kernel
     record.update(_speed(layer.flops(n), layer.min_bytes(n, ITEMSIZE[spec.dtype]), median_s, peaks, spec.dtype))
     return record
 
