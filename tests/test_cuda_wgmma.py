@@ -225,8 +225,10 @@ def _selection_args(gen, n, c, hw, k, r, stride):
         # 1x1 64 -> 256 at 8 x 56 x 56: 28 FLOP/byte (memory-bound) but a plain GEMM, both
         # operands by TMA: wgmma (with RESNET_KERNELS_CUDA_TMA=0: mma, test_selection_without_tma)
         ("wgmma", (8, 64, 56, 256, 1, 1), "wgmma"),
-        # a memory-bound strided 1x1 (A gathered): mma
-        ("wgmma", (8, 256, 56, 512, 1, 2), "mma"),
+        # a memory-bound strided 1x1 with 64 | C: A by im2col TMA, so wgmma
+        ("wgmma", (8, 256, 56, 512, 1, 2), "wgmma"),
+        # a memory-bound strided 1x1 with C = 72 (A gathered by cp.async): mma
+        ("wgmma", (8, 72, 56, 512, 1, 2), "mma"),
         # K = 64: layer1's 3x3 at batch 8, ~280 FLOP/byte, 196 CTAs of 128x64: the 128x64 wgmma tile
         ("wgmma", (8, 64, 56, 64, 3, 1), "wgmma"),
         # K = 64, a 1x1 256 -> 64 (51 FLOP/byte, memory-bound, plain GEMM): the 128x64 wgmma tile
@@ -262,9 +264,10 @@ def test_kernel_selection(value, shape, expect, gen, monkeypatch):
 
 
 @needs_sm90
-@pytest.mark.parametrize("shape", [(8, 64, 56, 256, 1, 1), (8, 256, 56, 64, 1, 1)])
+@pytest.mark.parametrize("shape", [(8, 64, 56, 256, 1, 1), (8, 256, 56, 64, 1, 1), (8, 256, 56, 512, 1, 2)])
 def test_selection_without_tma(shape, gen, monkeypatch):
-    """With RESNET_KERNELS_CUDA_TMA=0 a memory-bound plain GEMM stays on the mma.sync kernel."""
+    """With RESNET_KERNELS_CUDA_TMA=0 a memory-bound call whose operands TMA would load (plain
+    GEMM, strided 1x1) stays on the mma.sync kernel."""
     monkeypatch.setenv(ENV, "wgmma")
     monkeypatch.setenv("RESNET_KERNELS_CUDA_TMA", "0")
     assert cuda_ops.conv_plan(*_selection_args(gen, *shape)).kernel == "mma"

@@ -24,7 +24,8 @@ bool implicit_gemm_supports(const ConvParams& p);
 //   unset, "" or "mma"  the mma.sync kernel. The default, until the wgmma
 //                       kernel has passed its tests on a GPU.
 //   "wgmma"             the wgmma kernel where wgmma_available() and it pays
-//                       (compute-bound call whose grid fills the SMs; tile
+//                       (a compute-bound call, or one whose operands both
+//                       come by TMA, whose grid fills the SMs; tile
 //                       128x64 for K/groups <= 64, 128x128 or 128x256 by a
 //                       wave-count estimate for K/groups >= 128:
 //                       select_kernel in wgmma_select.cu), else the mma.sync kernel.

@@ -36,19 +36,24 @@ constexpr double kN256CtaCost = 1.8;
 // (~560 TFLOP/s for mma.sync against ~790 measured for wgmma on an H100), so
 // "wgmma" takes those calls only where they are compute-bound under the
 // mma.sync ceiling at 3.0 TB/s: at least 560/3.0 ~ 187 FLOP per byte of their
-// one-pass traffic. Memory-bound gathered calls keep the mma.sync kernel.
-// Plain-GEMM calls (1x1, stride 1: ResNet-50's 1x1 convs of stages 1-3 at
-// 28-171 FLOP/byte) take wgmma whatever their intensity when both operands
-// come by TMA (kTmaAB): its main loop is then ~80 SASS instructions per
-// 64-deep k tile against the mma.sync kernel's 104-128, with up to 3 k tiles
-// of 24-48 KB in flight per CTA -- which of the two streams HBM better is
-// what the "cuda" and "cuda-wgmma" benchmark providers measure side by side.
+// one-pass traffic. Memory-bound calls with a gathered A keep the mma.sync kernel.
+// Calls whose operands both come by TMA (kTmaAB: 1x1 stride-1 GEMMs, ResNet-50's
+// 1x1s of stages 1-3 at 28-171 FLOP/byte; kTmaIm2col: e.g. the strided 1x1
+// downsamples at 85-332 FLOP/byte) take wgmma whatever their intensity: no
+// thread issues a load, the main loop is ~46 SASS instructions per warp per
+// 64-deep k tile against the mma.sync kernel's 104-128, and where the epilogue
+// admits TMA too the persistent kernel streams the next tile's operands and
+// residual while this tile's output is stored -- which of the two kernels
+// streams HBM better is what the "cuda" and "cuda-wgmma" benchmark providers
+// measure side by side.
 constexpr double kMinFlopPerByte = 560e12 / 3.0e12;
 
-// Whether call p would load both operands by TMA as a plain GEMM (plan_conv's rule).
-bool plain_gemm_by_tma(const ConvParams& p) {
+// Whether call p would load both operands by TMA (plan_conv's rule).
+bool operands_by_tma(const ConvParams& p) {
   TmaChoice tma = TmaChoice::kAll;
-  return tma_from_env(&tma) == nullptr && wgmma_loads(p, tma) == WgmmaLoads::kTmaAB;
+  if (tma_from_env(&tma) != nullptr) return false;
+  const WgmmaLoads loads = wgmma_loads(p, tma);
+  return loads == WgmmaLoads::kTmaAB || loads == WgmmaLoads::kTmaIm2col;
 }
 
 // Arithmetic intensity of call p: MMA FLOPs over the bytes it must move at
@@ -151,8 +156,8 @@ cudaError_t select_kernel(const ConvParams& p, int device, int num_sms, KernelCh
     *kernel = choice;
     return cudaSuccess;
   }
-  // "wgmma": compute-bound calls (kMinFlopPerByte) and plain GEMMs loaded by
-  // TMA (see there) whose wgmma grid gives every SM at least one CTA (smaller grids keep the mma.sync kernel's 64x64
+  // "wgmma": compute-bound calls (kMinFlopPerByte) and calls with both
+  // operands loaded by TMA (see there) whose wgmma grid gives every SM at least one CTA (smaller grids keep the mma.sync kernel's 64x64
   // tile, which spreads them, with split-K where that pays), either
   // - K/groups <= 64: the 128x64 tile (no column wasted on 64 channels; e.g.
   //   ResNet-50 layer1's 3x3 and the stem padded to C = 8, at ~260-290
@@ -160,7 +165,7 @@ cudaError_t select_kernel(const ConvParams& p, int device, int num_sms, KernelCh
   // - K/groups >= 128, where the mma.sync kernel would take its own 128x128
   //   tile: 128x128 or 128x256 (below).
   // 64 < K/groups < 128 stays on mma.sync (its 64-wide tile wastes less there).
-  if (!available || (flop_per_byte(p) < kMinFlopPerByte && !plain_gemm_by_tma(p))) return cudaSuccess;
+  if (!available || (flop_per_byte(p) < kMinFlopPerByte && !operands_by_tma(p))) return cudaSuccess;
   const int kg = p.k_per_group();
   if (kg <= WgmmaTileN64::BN) {
     if (ctas(p, WgmmaTileN64::BM, WgmmaTileN64::BN) >= num_sms) *kernel = KernelChoice::kWgmmaN64;

@@ -3,7 +3,8 @@
 The cuda backend picks its tensor-core kernel from the environment variable
 RESNET_KERNELS_CUDA_KERNEL on every call (csrc/kernels/launch.h): unset or
 "mma" = the mma.sync kernel, "wgmma" = the Hopper wgmma kernel for the calls it
-suits (compute-bound, or a 1x1 stride-1 GEMM whose operands it loads by TMA;
+suits (compute-bound, or with both operands loaded by TMA: 1x1 stride-1 GEMMs and,
+in im2col mode, calls with 64 | C/groups;
 a grid that fills the GPU; K/groups <= 64 on its 128x64 tile or >= 128 on its
 128x128 / 128x256 ones). These
 providers set it to "wgmma" around their calls only, so one process measures
