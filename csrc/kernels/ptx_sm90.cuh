@@ -263,8 +263,9 @@ __device__ __forceinline__ void setmaxnreg_inc() {
 // ---- wgmma.mma_async.sync.aligned.m64nNk16.f32.{f16,bf16}: D (+)= A * B^T for
 // one warpgroup (128 threads), A = 64 x 16 and B = N x 16 both K-major in
 // shared memory via descriptors, fp32 accumulators in registers. scale_d == 0
-// would ignore D's old value; the kernel always passes 1 (D is zeroed before
-// the first step). imm-scale-a/b = 1 (no negation), imm-trans-a/b = 0 (K-major).
+// ignores D's old value (D = A * B): wgmma_conv.cuh always passes 1 (D is
+// zeroed before the first step), wgmma_ws_conv.cuh passes 0 on each output
+// tile's first step. imm-scale-a/b = 1 (no negation), imm-trans-a/b = 0 (K-major).
 //
 // Accumulator fragment (PTX ISA, wgmma .m64nNk16 D register layout): warp w
 // (0-3) of the warpgroup owns rows 16w .. 16w+15; lane l holds, for each

@@ -7,8 +7,8 @@
 namespace resnet_kernels {
 
 // A BM x BN tile of D at a time per CTA, one CTA per SM walking the output
-// tiles. 384 threads: warpgroup 0 is the producer (one thread issues every
-// TMA copy), warpgroups 1 and 2 the consumers (consumer c computes rows
+// tiles. 384 threads: warpgroup 0 is the producer (thread 0 issues the
+// operand copies, thread 32 the residual copies), warpgroups 1 and 2 the consumers (consumer c computes rows
 // 64c .. 64c+63 of the tile with wgmma.m64n{BN}k16 and finishes them in the
 // epilogue). Shared memory: a STAGES-slot ring of operand k tiles (A [128][64]
 // and B [BN][64], BK = 64: one 128-byte swizzled line per row, as in

@@ -9,11 +9,12 @@
 // 128-byte swizzle, y = relu?(scale*acc + shift + residual). What changes:
 //
 // - Warp specialisation (wgmma_ws_config.h): warpgroup 0 is the producer, of
-//   which one thread issues every TMA copy; warpgroups 1 and 2 are the
-//   consumers, each computing 64 rows of the 128 x BN tile. The roles hand
-//   work over through mbarriers only -- per ring slot "full" (the copies
-//   have landed: one arrival + the bytes) and "empty" (both consumer
-//   warpgroups' wgmmas have finished reading it: two arrivals) -- so the
+//   which thread 0 issues the operand copies and thread 32 the residual
+//   copies; warpgroups 1 and 2 are the consumers, each computing 64 rows of
+//   the 128 x BN tile. The roles hand work over through mbarriers only -- per
+//   ring slot "full" (the copies have landed: one arrival + the bytes) and
+//   "empty" (the 8 consumer warps' wgmmas have finished reading it: one
+//   arrival per warp after its own wgmma wait) -- so the
 //   copies run ahead of the tensor cores by up to STAGES k tiles without any
 //   CTA-wide barrier, and the consumers issue no load instructions at all.
 //   setmaxnreg moves registers from the producer (40) to the consumers (232).
@@ -24,7 +25,8 @@
 //   epilogue, which the one-tile-per-CTA kernel cannot overlap when only one
 //   CTA fits on an SM (its 128x128 and 128x256 tiles).
 // - TMA epilogue: the residual (same shape as y, dense NHWC) comes in by TMA,
-//   issued by the producer once the tile's k tiles are issued, into an
+//   issued by the producer's thread 32 as soon as an epilogue tile is free
+//   (the operand copies never wait for one), into an
 //   epilogue tile of BM x BN elements in shared memory (BN/64 column blocks
 //   of [128][64], 128-byte swizzle, so the consumers' 4-byte accesses are
 //   conflict-free, below); each consumer thread finishes its accumulator
@@ -111,7 +113,7 @@ __global__ void __launch_bounds__(Cfg::THREADS, 1)
   if (threadIdx.x == 0) {
     for (int s = 0; s < STAGES; ++s) {
       ptx::mbarrier_init(full_bar + 8 * s, 1);                 // the producer's arrive.expect_tx
-      ptx::mbarrier_init(empty_bar + 8 * s, Cfg::CONSUMERS);   // one release per consumer warpgroup
+      ptx::mbarrier_init(empty_bar + 8 * s, Cfg::CONSUMERS * 4);  // one release per consumer warp
     }
     for (int e = 0; e < EPI; ++e) {
       ptx::mbarrier_init(epi_full_bar + 8 * e, 1);
@@ -131,50 +133,63 @@ __global__ void __launch_bounds__(Cfg::THREADS, 1)
   const int64_t tiles = (p.pixels() + BM - 1) / BM * n_tiles;
   const int wg = threadIdx.x / 128;
 
+  // Column blocks of a tile's epilogue tile that hold channels of the group
+  // (n0 + 64b < Kg): the residual copies and the output stores skip the others
+  // (a narrow group, Kg < BN, would otherwise move whole boxes of nothing).
+  auto live_blocks = [&](int n0) { return min(Cfg::COL_BLOCKS, (kg - n0 + 63) / 64); };
+
   if (wg == 0) {
-    // ================= Producer warpgroup: thread 0 issues every copy.
+    // ================= Producer warpgroup: thread 0 issues the operand copies,
+    // thread 32 (warp 1) the residual copies, each walking the tiles on its own
+    // so that waiting for an epilogue tile never holds back the operands.
     ptx::setmaxnreg_dec<Cfg::PRODUCER_REGS>();
-    if (threadIdx.x != 0) return;
-    const KStep kstep = make_kstep<BK>(p, cg);
-    uint32_t slot = 0, phase = 0, ebuf = 0, ephase = 0;
-    for (int64_t tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
-      const WsTile t = ws_tile(tile, n_tiles, n_tiles_g, BM, BN);
-      // im2col: the copy starts at the input position of the tile's first
-      // pixel's top-left tap and adds the tap offsets of each k tile; the
-      // reduction position (tap, channel) of k tile kt is stepped from k = 0
-      // (64 | Cg: a k tile is 64 channels of one tap).
-      Im2colStart a_start{0, 0, 0};
-      if constexpr (IM2COL) a_start = im2col_start(p, t.m0);
-      KPos kp{0, 0, 0, 0};
-      for (int kt = 0; kt < k_tiles; ++kt) {
-        const uint32_t full = full_bar + 8 * slot, dst = smem_base + slot * Cfg::STAGE_BYTES;
-        ptx::mbarrier_wait(empty_bar + 8 * slot, phase ^ 1);  // both consumers are done with the slot's last tile
-        ptx::mbarrier_arrive_expect_tx(full, Cfg::STAGE_BYTES);  // whole boxes, zero-filled parts included
-        if constexpr (IM2COL) {
-          ptx::tma_load_im2col_4d(dst, &map_a, full, t.group * cg + kp.c, a_start.w, a_start.h, a_start.n,
-                                  uint16_t(kp.dw), uint16_t(kp.dh));
-          advance_kpos<BK>(kp, kstep, p, cg);
-        } else {
-          ptx::tma_load_3d(dst, &map_a, full, kt * BK, t.group, int(t.m0));
+    if (threadIdx.x == 0) {
+      const KStep kstep = make_kstep<BK>(p, cg);
+      uint32_t slot = 0, phase = 0;
+      for (int64_t tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
+        const WsTile t = ws_tile(tile, n_tiles, n_tiles_g, BM, BN);
+        // im2col: the copy starts at the input position of the tile's first
+        // pixel's top-left tap and adds the tap offsets of each k tile; the
+        // reduction position (tap, channel) of k tile kt is stepped from k = 0
+        // (64 | Cg: a k tile is 64 channels of one tap).
+        Im2colStart a_start{0, 0, 0};
+        if constexpr (IM2COL) a_start = im2col_start(p, t.m0);
+        KPos kp{0, 0, 0, 0};
+        for (int kt = 0; kt < k_tiles; ++kt) {
+          const uint32_t full = full_bar + 8 * slot, dst = smem_base + slot * Cfg::STAGE_BYTES;
+          ptx::mbarrier_wait(empty_bar + 8 * slot, phase ^ 1);  // every consumer warp is done with the slot's last tile
+          ptx::mbarrier_arrive_expect_tx(full, Cfg::STAGE_BYTES);  // whole boxes, zero-filled parts included
+          if constexpr (IM2COL) {
+            ptx::tma_load_im2col_4d(dst, &map_a, full, t.group * cg + kp.c, a_start.w, a_start.h, a_start.n,
+                                    uint16_t(kp.dw), uint16_t(kp.dh));
+            advance_kpos<BK>(kp, kstep, p, cg);
+          } else {
+            ptx::tma_load_3d(dst, &map_a, full, kt * BK, t.group, int(t.m0));
+          }
+          ptx::tma_load_3d(dst + Cfg::A_BYTES, &map_b, full, kt * BK, t.n0, t.group);
+          if (++slot == STAGES) slot = 0, phase ^= 1;
         }
-        ptx::tma_load_3d(dst + Cfg::A_BYTES, &map_b, full, kt * BK, t.n0, t.group);
-        if (++slot == STAGES) slot = 0, phase ^= 1;
       }
-      // The tile's epilogue tile: free once both consumers' stores of the
-      // tile EPI tiles back have read it. With a residual, its copy fills it;
-      // without, a plain arrival hands it over.
-      const uint32_t epi_full = epi_full_bar + 8 * ebuf;
-      ptx::mbarrier_wait(epi_empty_bar + 8 * ebuf, ephase ^ 1);
-      if (p.residual) {
-        ptx::mbarrier_arrive_expect_tx(epi_full, Cfg::EPI_BYTES);
-#pragma unroll
-        for (int b = 0; b < Cfg::COL_BLOCKS; ++b)
-          ptx::tma_load_3d(epi_base + ebuf * Cfg::EPI_BYTES + b * Cfg::EPI_BLOCK_BYTES, &map_r, epi_full,
-                           t.n0 + 64 * b, t.group, int(t.m0));
-      } else {
-        ptx::mbarrier_arrive(epi_full);
+    } else if (threadIdx.x == 32) {
+      // Each tile's epilogue tile, free once both consumers' stores of the
+      // tile EPI tiles back have read it: with a residual, its copy fills the
+      // tile's live column blocks; without, a plain arrival hands it over.
+      uint32_t ebuf = 0, ephase = 0;
+      for (int64_t tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
+        const WsTile t = ws_tile(tile, n_tiles, n_tiles_g, BM, BN);
+        const uint32_t epi_full = epi_full_bar + 8 * ebuf;
+        ptx::mbarrier_wait(epi_empty_bar + 8 * ebuf, ephase ^ 1);
+        if (p.residual) {
+          const int blocks = live_blocks(t.n0);
+          ptx::mbarrier_arrive_expect_tx(epi_full, uint32_t(blocks) * Cfg::EPI_BLOCK_BYTES);
+          for (int b = 0; b < blocks; ++b)
+            ptx::tma_load_3d(epi_base + ebuf * Cfg::EPI_BYTES + b * Cfg::EPI_BLOCK_BYTES, &map_r, epi_full,
+                             t.n0 + 64 * b, t.group, int(t.m0));
+        } else {
+          ptx::mbarrier_arrive(epi_full);
+        }
+        if (++ebuf == EPI) ebuf = 0, ephase ^= 1;
       }
-      if (++ebuf == EPI) ebuf = 0, ephase ^= 1;
     }
   } else {
     // ================= Consumer warpgroups: c = 0, 1 computes rows 64c .. 64c+63.
@@ -215,14 +230,18 @@ __global__ void __launch_bounds__(Cfg::THREADS, 1)
                                  desc(desc_hi_b, desc_b_lo + stage_lo + ks * 2), (kt | ks) != 0 ? 1 : 0);
         }
         ptx::wgmma_commit_group();
-        ptx::wgmma_wait_group<1>();  // k tile kt-1's group is done reading its slot
-        if (kt > 0 && ctid == 0) ptx::mbarrier_arrive(empty_bar + 8 * prev);
+        // k tile kt-1's group is done reading its slot, as far as this warp can
+        // tell: each warp releases the slot itself after its own wait (8
+        // arrivals), not one thread for its warpgroup, so no warp's reads can
+        // still be pending when the producer refills it.
+        ptx::wgmma_wait_group<1>();
+        if (kt > 0 && lane == 0) ptx::mbarrier_arrive(empty_bar + 8 * prev);
         prev = slot;
         if (++slot == STAGES) slot = 0, phase ^= 1;
       }
       ptx::wgmma_wait_group<0>();
       ptx::fence_operands(acc);  // the epilogue's reads of acc stay after the wait
-      if (ctid == 0) ptx::mbarrier_arrive(empty_bar + 8 * prev);
+      if (lane == 0) ptx::mbarrier_arrive(empty_bar + 8 * prev);
 
       // ---- Epilogue in the epilogue tile: residual in (if any), output out.
       ptx::mbarrier_wait(epi_full_bar + 8 * ebuf, ephase);  // free, and the residual has landed
@@ -264,8 +283,8 @@ __global__ void __launch_bounds__(Cfg::THREADS, 1)
       ptx::named_barrier_sync(1 + c, 128);
       if (ctid == 0) {
         const uint32_t src = epi_base + ebuf * Cfg::EPI_BYTES + uint32_t(c) * Cfg::WG_ROWS * ROW_BYTES;
-#pragma unroll
-        for (int b = 0; b < Cfg::COL_BLOCKS; ++b)
+        const int blocks = live_blocks(t.n0);
+        for (int b = 0; b < blocks; ++b)
           ptx::tma_store_3d(&map_y, src + b * Cfg::EPI_BLOCK_BYTES, t.n0 + 64 * b, t.group,
                             int(t.m0) + c * Cfg::WG_ROWS);
         ptx::bulk_commit_group();
@@ -299,6 +318,19 @@ cudaError_t launch_wgmma_ws_tile(const ConvParams& p, cudaStream_t stream) {
   if (err == cudaSuccess) err = encode_output_map(p, bf16, p.y, Cfg::WG_ROWS, &map_y);
   if (err != cudaSuccess) return err;
   auto* kernel = wgmma_ws_conv_kernel<T, Cfg, LOADS>;
+  // setmaxnreg only moves registers within the CTA's allocation (THREADS x the
+  // count the kernel was compiled with): the consumers' 232 must fit next to
+  // the producer's 40, i.e. at least 168 per thread at entry, or their
+  // setmaxnreg.inc would wait forever. nvcc 13.0 compiles exactly 168 (the
+  // 384-thread cap); another toolchain might not. Queried once per instance.
+  static const cudaError_t registers_ok = [kernel] {
+    cudaFuncAttributes attr{};
+    const cudaError_t e = cudaFuncGetAttributes(&attr, kernel);
+    if (e != cudaSuccess) return e;
+    constexpr int kNeeded = 128 * Cfg::PRODUCER_REGS + 256 * Cfg::CONSUMER_REGS;
+    return attr.numRegs * Cfg::THREADS >= kNeeded ? cudaSuccess : cudaErrorInvalidDeviceFunction;
+  }();
+  if (registers_ok != cudaSuccess) return registers_ok;
   err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Cfg::SMEM_BYTES);
   if (err != cudaSuccess) return err;
   kernel<<<grid, Cfg::THREADS, Cfg::SMEM_BYTES, stream>>>(p, map_a, map_b, map_r, map_y);
