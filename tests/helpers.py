@@ -79,6 +79,21 @@ def cuda_vector(gen, n, positive=False):
     return v.to("cuda")
 
 
+def cuda_conv_call(shape, dtype, gen, *, affine=True, residual=True, relu=True, prologue=False):
+    """Random CUDA arguments of conv_bn_act_cuda for shape = (N, C, H, W, K, R, S, stride,
+    padding, groups), channels_last, and the output's (N, K, P, Q): scale and shift (affine), a
+    residual of the output's shape, ReLU, a pre-activation prologue, each on request."""
+    n, c, h, w, k, r, s, stride, padding, groups = shape
+    x = cuda_randn(gen, n, c, h, w, dtype=dtype)
+    wt = cuda_weight(gen, k, c // groups, r, s, dtype)
+    p, q = (h + 2 * padding - r) // stride + 1, (w + 2 * padding - s) // stride + 1
+    res = cuda_randn(gen, n, k, p, q, dtype=dtype) if residual else None
+    pre = (cuda_vector(gen, c, positive=True), cuda_vector(gen, c, positive=True)) if prologue else (None, None)
+    sc, sh = (cuda_vector(gen, k, positive=True), cuda_vector(gen, k)) if affine else (None, None)
+    args = (x, wt, sc, sh, res, [stride] * 2, [padding] * 2, [1, 1], groups, relu, *pre, 1)
+    return args, (n, k, p, q)
+
+
 def into_poisoned_memory(op, args, shape):
     """Run op(*args) so that its output lands in memory just filled with NaN, and check that
     every element was written. The op's schema has no out= argument, so a NaN-filled block of

@@ -22,7 +22,7 @@ import re
 import pytest
 import torch
 from conftest import WGMMA_TILES, needs_cuda, needs_extension, needs_sm90
-from helpers import REL_TOL, cuda_randn, cuda_vector, cuda_weight, into_poisoned_memory, kernels_run, oracle, rel_error
+from helpers import REL_TOL, cuda_conv_call, into_poisoned_memory, kernels_run, oracle, rel_error
 
 from resnet_kernels import cuda_ops
 
@@ -58,15 +58,7 @@ SHAPES = {
 
 
 def _args(name, dtype, gen, residual=True, prologue=False):
-    n, c, h, w, k, r, s, stride, padding, groups = SHAPES[name]
-    x = cuda_randn(gen, n, c, h, w, dtype=dtype)
-    wt = cuda_weight(gen, k, c // groups, r, s, dtype)
-    p, q = (h + 2 * padding - r) // stride + 1, (w + 2 * padding - s) // stride + 1
-    res = cuda_randn(gen, n, k, p, q, dtype=dtype) if residual else None
-    pre = (cuda_vector(gen, c, positive=True), cuda_vector(gen, c, positive=True)) if prologue else (None, None)
-    args = (x, wt, cuda_vector(gen, k, positive=True), cuda_vector(gen, k), res, [stride] * 2, [padding] * 2,
-            [1, 1], groups, True, *pre, 1)
-    return args, (n, k, p, q)
+    return cuda_conv_call(SHAPES[name], dtype, gen, residual=residual, prologue=prologue)
 
 
 def _expected_loads(name, tma, prologue=False):

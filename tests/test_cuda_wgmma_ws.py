@@ -17,6 +17,7 @@ import torch
 from conftest import WGMMA_TILES, needs_cuda, needs_extension, needs_sm90
 from helpers import (
     REL_TOL,
+    cuda_conv_call,
     cuda_randn,
     cuda_vector,
     cuda_weight,
@@ -64,15 +65,8 @@ EPILOGUES = {"full": (True, True, True), "no_residual": (True, False, False), "b
 
 
 def _args(name, dtype, gen, epilogue="full"):
-    n, c, h, w, k, r, s, stride, padding, groups = SHAPES[name]
     affine, residual, relu = EPILOGUES[epilogue]
-    x = cuda_randn(gen, n, c, h, w, dtype=dtype)
-    wt = cuda_weight(gen, k, c // groups, r, s, dtype)
-    p, q = (h + 2 * padding - r) // stride + 1, (w + 2 * padding - s) // stride + 1
-    res = cuda_randn(gen, n, k, p, q, dtype=dtype) if residual else None
-    sc, sh = (cuda_vector(gen, k, positive=True), cuda_vector(gen, k)) if affine else (None, None)
-    args = (x, wt, sc, sh, res, [stride] * 2, [padding] * 2, [1, 1], groups, relu, None, None, 1)
-    return args, (n, k, p, q)
+    return cuda_conv_call(SHAPES[name], dtype, gen, affine=affine, residual=residual, relu=relu)
 
 
 def _expected_loads(name):

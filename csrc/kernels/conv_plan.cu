@@ -148,17 +148,19 @@ cudaError_t plan_conv(const ConvParams& p, int device, int num_sms, int forced_s
   if (!implicit_gemm_supports(p)) return cudaSuccess;  // the direct kernel
   plan->tensor_cores = true;
 
-  const cudaError_t err = select_kernel(p, device, num_sms, &plan->kernel);
+  // How a wgmma kernel would load the operands: TMA where it applies
+  // (WgmmaLoads, launch.h) unless switched off, or where the driver has no
+  // tensor-map encoder. The kernel choice depends on it.
+  TmaChoice tma = TmaChoice::kAll;
+  if (tma_from_env(&tma) != nullptr) return cudaErrorInvalidValue;
+  const WgmmaLoads loads = wgmma_loads(p, tma);
+  const cudaError_t err = select_kernel(p, device, num_sms, loads, &plan->kernel);
   if (err != cudaSuccess) return err;
   if (plan->kernel != KernelChoice::kMma) {  // wgmma: no split; the same vector-epilogue rule as below
     if (!wgmma_tile_shape(plan->kernel, &plan->tile_m, &plan->tile_n)) return cudaErrorInvalidValue;
     plan->vector_output = vector_output_ok(p, p.k_per_group());
     plan->vector_residual = plan->vector_output && vector_residual_ok(p);
-    // TMA where it applies (WgmmaLoads, launch.h) unless switched off, or
-    // where the driver has no tensor-map encoder.
-    TmaChoice tma = TmaChoice::kAll;
-    if (tma_from_env(&tma) != nullptr) return cudaErrorInvalidValue;
-    plan->loads = wgmma_loads(p, tma);
+    plan->loads = loads;
     // The persistent warp-specialised kernel where both operands and the
     // epilogue tensors move by TMA, unless switched off.
     bool persistent = true;

@@ -52,6 +52,11 @@ enum class KernelChoice { kMma, kWgmma, kWgmmaN64, kWgmmaN128, kWgmmaN256, kInva
 // RESNET_KERNELS_CUDA_TMA (read on every call): unset, "" or "1" = TMA where
 // it applies (the default), "weights" = kTmaB at most, "0" = kCpAsync always.
 enum class WgmmaLoads { kCpAsync = 0, kTmaB = 1, kTmaAB = 2, kTmaIm2col = 3 };
+
+// Both operands by TMA (kTmaAB, kTmaIm2col): no thread issues a load.
+constexpr bool both_operands_by_tma(WgmmaLoads loads) {
+  return loads == WgmmaLoads::kTmaAB || loads == WgmmaLoads::kTmaIm2col;
+}
 enum class TmaChoice { kAll, kWeights, kNone };
 
 // nullptr when RESNET_KERNELS_CUDA_TMA is unset or a valid value (*choice
@@ -111,8 +116,10 @@ const char* kernel_choice_error(int device);
 bool wgmma_available(int device);
 
 // The kernel for a call implicit_gemm_supports accepts: kMma, kWgmmaN64,
-// kWgmmaN128 or kWgmmaN256 in *kernel. cudaErrorInvalidValue when kernel_choice_error(device) != nullptr.
-cudaError_t select_kernel(const ConvParams& p, int device, int num_sms, KernelChoice* kernel);
+// kWgmmaN128 or kWgmmaN256 in *kernel. `loads`: how a wgmma kernel would load
+// the call's operands (wgmma_loads, plan_conv's choice). cudaErrorInvalidValue
+// when kernel_choice_error(device) != nullptr.
+cudaError_t select_kernel(const ConvParams& p, int device, int num_sms, WgmmaLoads loads, KernelChoice* kernel);
 
 struct ConvPlan;
 

@@ -75,6 +75,60 @@ __device__ __forceinline__ uint64_t desc_advance(uint64_t desc, uint32_t bytes) 
 // of moving it over from an ordinary register at every use.
 __device__ __forceinline__ uint32_t warp_uniform(uint32_t v) { return __shfl_sync(0xffffffffu, v, 0); }
 
+// The descriptor pairs of one warpgroup's wgmmas over a ring of stages, as
+// four warp-uniform 32-bit words: A's rows of the warpgroup start at a_addr,
+// B's at b_addr (both in ring slot 0, shared::cta addresses); a(stage_lo, ks)
+// / b(stage_lo, ks) are the descriptors of k16 step ks (32 bytes further per
+// step) in the slot stage_lo (its byte offset >> 4) further on. (Summed base +
+// slot + step in that order: ptxas then adds the slot to each base once per k
+// tile and the step as an immediate; a precomputed slot + step costs six
+// more uniform instructions per k tile.)
+//
+// Only the start-address field (bits 0-13 of the low word) changes between
+// stages and k16 steps. Every shared address is below 2^18, so adding
+// (offset >> 4) to the low word never carries out of that field: the k loop
+// works on 32-bit low words and pairs them with the constant high word (SBO
+// and swizzle mode, 0x40000040).
+//
+// wgmma takes its descriptors in uniform registers (one value per warp).
+// Three things keep their per-tile cost at one uniform add per descriptor
+// (after one multiply-add per operand for the slot) instead of ~6 moves per
+// wgmma:
+// - the A base depends on the warpgroup, i.e. on threadIdx, which ptxas
+//   treats as per-thread: it computed every A descriptor in ordinary
+//   registers and moved it over (R2UR) before each wgmma. The value is the
+//   same in all lanes of a warp; warp_uniform says so (a shuffle from lane
+//   0), so ptxas keeps it and what the loop derives from it in uniform
+//   registers;
+// - ptxas re-created a constant high word in the upper register of each
+//   descriptor pair before every wgmma instead of leaving it there. A high
+//   word that is not a compile-time constant stays: each operand's is the
+//   constant OR-ed with a run-time zero, raw_addr >> 30 and raw_addr >> 31
+//   (raw_addr, any shared::cta address of the CTA, is below 2^18), two
+//   different expressions so that ptxas cannot merge them into one register
+//   that it would copy into the other pair for every wgmma;
+// - the four loop-invariant values go through warp_uniform: a shuffle result
+//   is kept in its register across the loop, where ptxas otherwise
+//   recomputed the bases and high words from the shared-memory base every k
+//   tile (it did once the kernel's uniform registers got scarcer).
+struct StageDescriptors {
+  uint32_t hi_a, hi_b, a_lo, b_lo;
+
+  __device__ __forceinline__ StageDescriptors(uint32_t raw_addr, uint32_t a_addr, uint32_t b_addr) {
+    const uint32_t hi = uint32_t(smem_desc_sw128(0) >> 32);
+    hi_a = warp_uniform(hi | (raw_addr >> 30));
+    hi_b = warp_uniform(hi | (raw_addr >> 31));
+    a_lo = warp_uniform(uint32_t(smem_desc_sw128(a_addr)));
+    b_lo = warp_uniform(uint32_t(smem_desc_sw128(b_addr)));
+  }
+  __device__ __forceinline__ uint64_t a(uint32_t stage_lo, int ks) const {
+    return (uint64_t(hi_a) << 32) | (a_lo + stage_lo + uint32_t(ks) * 2);
+  }
+  __device__ __forceinline__ uint64_t b(uint32_t stage_lo, int ks) const {
+    return (uint64_t(hi_b) << 32) | (b_lo + stage_lo + uint32_t(ks) * 2);
+  }
+};
+
 // ---- Ordering.
 
 // Makes this thread's prior generic-proxy writes to shared memory (cp.async
@@ -272,6 +326,13 @@ __device__ __forceinline__ void setmaxnreg_inc() {
 // 8-column block j (0 .. N/8-1),
 //   d[4j + 0], d[4j + 1]: row 16w + l/4,     columns 8j + 2(l%4) + {0, 1}
 //   d[4j + 2], d[4j + 3]: row 16w + l/4 + 8, the same columns.
+// The "+f" operands of accumulators d[i] .. d[i + 7] and d[i] .. d[i + 31].
+#define RESNET_KERNELS_D8(i) \
+  "+f"(d[i]), "+f"(d[i + 1]), "+f"(d[i + 2]), "+f"(d[i + 3]), "+f"(d[i + 4]), "+f"(d[i + 5]), "+f"(d[i + 6]), \
+      "+f"(d[i + 7])
+#define RESNET_KERNELS_D32(i) \
+  RESNET_KERNELS_D8(i), RESNET_KERNELS_D8(i + 8), RESNET_KERNELS_D8(i + 16), RESNET_KERNELS_D8(i + 24)
+
 // m64n64k16: 32 accumulators per thread; operands %0-%31 = d, %32 = desc_a, %33 = desc_b,
 // %34 = scale_d (turned into the predicate p).
 #define RESNET_KERNELS_WGMMA_M64N64K16(TYPE) \
@@ -281,10 +342,7 @@ __device__ __forceinline__ void setmaxnreg_inc() {
       "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, " \
       "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31" \
       "}, %32, %33, p, 1, 1, 0, 0;\n}\n" \
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), \
-        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), \
-        "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), \
-        "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]) \
+      : RESNET_KERNELS_D32(0) \
       : "l"(desc_a), "l"(desc_b), "r"(scale_d) \
       : "memory")
 
@@ -299,14 +357,7 @@ __device__ __forceinline__ void setmaxnreg_inc() {
       "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, " \
       "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63" \
       "}, %64, %65, p, 1, 1, 0, 0;\n}\n" \
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), \
-        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), \
-        "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), \
-        "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), \
-        "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), \
-        "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), \
-        "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), \
-        "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]) \
+      : RESNET_KERNELS_D32(0), RESNET_KERNELS_D32(32) \
       : "l"(desc_a), "l"(desc_b), "r"(scale_d) \
       : "memory")
 
@@ -325,22 +376,7 @@ __device__ __forceinline__ void setmaxnreg_inc() {
       "%96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111, " \
       "%112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127" \
       "}, %128, %129, p, 1, 1, 0, 0;\n}\n" \
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), \
-        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), \
-        "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), \
-        "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), \
-        "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), \
-        "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), \
-        "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), \
-        "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]), \
-        "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]), \
-        "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]), \
-        "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]), \
-        "+f"(d[88]), "+f"(d[89]), "+f"(d[90]), "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95]), \
-        "+f"(d[96]), "+f"(d[97]), "+f"(d[98]), "+f"(d[99]), "+f"(d[100]), "+f"(d[101]), "+f"(d[102]), "+f"(d[103]), \
-        "+f"(d[104]), "+f"(d[105]), "+f"(d[106]), "+f"(d[107]), "+f"(d[108]), "+f"(d[109]), "+f"(d[110]), "+f"(d[111]), \
-        "+f"(d[112]), "+f"(d[113]), "+f"(d[114]), "+f"(d[115]), "+f"(d[116]), "+f"(d[117]), "+f"(d[118]), "+f"(d[119]), \
-        "+f"(d[120]), "+f"(d[121]), "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]), "+f"(d[126]), "+f"(d[127]) \
+      : RESNET_KERNELS_D32(0), RESNET_KERNELS_D32(32), RESNET_KERNELS_D32(64), RESNET_KERNELS_D32(96) \
       : "l"(desc_a), "l"(desc_b), "r"(scale_d) \
       : "memory")
 
@@ -384,6 +420,8 @@ struct Wgmma<T, 256> {
 #undef RESNET_KERNELS_WGMMA_M64N64K16
 #undef RESNET_KERNELS_WGMMA_M64N128K16
 #undef RESNET_KERNELS_WGMMA_M64N256K16
+#undef RESNET_KERNELS_D32
+#undef RESNET_KERNELS_D8
 
 }  // namespace resnet_kernels::ptx
 

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <initializer_list>
 #include <string>
 
 #include "kernels/launch.h"
@@ -17,6 +18,25 @@ namespace {
 constexpr const char* kTmaEnvVar = "RESNET_KERNELS_CUDA_TMA";
 constexpr const char* kPersistentEnvVar = "RESNET_KERNELS_CUDA_PERSISTENT";
 constexpr cuuint32_t kBoxInner = 64;  // elements: one 128-byte swizzle line (the kernel's BK)
+
+// The position of environment variable `name`'s value in `values` (unset or
+// empty: 0, the default). Any other value: 0 as well, and *message =
+// "NAME='value' " + rest (thread-local storage, valid until the next call
+// from this thread); otherwise *message is left alone.
+int env_choice(const char* name, std::initializer_list<const char*> values, const char* rest,
+               const char** message) {
+  const char* value = std::getenv(name);
+  if (value == nullptr || *value == '\0') return 0;
+  int i = 0;
+  for (const char* allowed : values) {
+    if (std::strcmp(value, allowed) == 0) return i;
+    ++i;
+  }
+  thread_local std::string text;
+  text = std::string(name) + "='" + value + "' " + rest;
+  *message = text.c_str();
+  return 0;
+}
 
 // The driver function `name` (CUDA 12.0 ABI), or nullptr.
 void* find_driver_function(const char* name) {
@@ -77,22 +97,13 @@ void im2col_box_corners(const ConvParams& p, int (&lower)[2], int (&upper)[2]) {
 bool tma_encoder_available() { return encoder() != nullptr && im2col_encoder() != nullptr; }
 
 const char* tma_from_env(TmaChoice* choice) {
-  *choice = TmaChoice::kAll;
-  const char* value = std::getenv(kTmaEnvVar);
-  if (value == nullptr || *value == '\0' || std::strcmp(value, "1") == 0) return nullptr;
-  if (std::strcmp(value, "0") == 0) {
-    *choice = TmaChoice::kNone;
-    return nullptr;
-  }
-  if (std::strcmp(value, "weights") == 0) {
-    *choice = TmaChoice::kWeights;
-    return nullptr;
-  }
-  thread_local std::string message;
-  message = std::string(kTmaEnvVar) + "='" + value +
-            "' is not a TMA choice: use 1 (or leave it unset) for TMA loads in the wgmma kernel where they "
-            "apply, weights for the weights only, 0 for cp.async loads only";
-  return message.c_str();
+  const char* message = nullptr;
+  const int i = env_choice(kTmaEnvVar, {"1", "weights", "0"},
+                           "is not a TMA choice: use 1 (or leave it unset) for TMA loads in the wgmma kernel where they "
+                           "apply, weights for the weights only, 0 for cp.async loads only",
+                           &message);
+  *choice = i == 1 ? TmaChoice::kWeights : i == 2 ? TmaChoice::kNone : TmaChoice::kAll;
+  return message;
 }
 
 WgmmaLoads wgmma_loads(const ConvParams& p, TmaChoice choice) {
@@ -116,18 +127,12 @@ bool tma_im2col_input_ok(const ConvParams& p) {
 }
 
 const char* persistent_from_env(bool* persistent) {
-  *persistent = true;
-  const char* value = std::getenv(kPersistentEnvVar);
-  if (value == nullptr || *value == '\0' || std::strcmp(value, "1") == 0) return nullptr;
-  if (std::strcmp(value, "0") == 0) {
-    *persistent = false;
-    return nullptr;
-  }
-  thread_local std::string message;
-  message = std::string(kPersistentEnvVar) + "='" + value +
-            "' is not a choice: use 1 (or leave it unset) for the persistent warp-specialised wgmma kernel where "
-            "it applies, 0 for the one-tile-per-CTA wgmma kernel everywhere";
-  return message.c_str();
+  const char* message = nullptr;
+  *persistent = env_choice(kPersistentEnvVar, {"1", "0"},
+                           "is not a choice: use 1 (or leave it unset) for the persistent warp-specialised wgmma "
+                           "kernel where it applies, 0 for the one-tile-per-CTA wgmma kernel everywhere",
+                           &message) != 1;
+  return message;
 }
 
 bool tma_epilogue_ok(const ConvParams& p) {
@@ -141,7 +146,7 @@ bool tma_epilogue_ok(const ConvParams& p) {
 }
 
 bool wgmma_persistent(const ConvParams& p, WgmmaLoads loads, bool allowed) {
-  return allowed && (loads == WgmmaLoads::kTmaAB || loads == WgmmaLoads::kTmaIm2col) && tma_epilogue_ok(p);
+  return allowed && both_operands_by_tma(loads) && tma_epilogue_ok(p);
 }
 
 bool tma_gemm_input_ok(const ConvParams& p) {

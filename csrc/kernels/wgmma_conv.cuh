@@ -102,7 +102,7 @@ __global__ void __launch_bounds__(Cfg::THREADS, Cfg::MIN_BLOCKS)
   constexpr int BM = Cfg::BM, BN = Cfg::BN, BK = Cfg::BK, STAGES = Cfg::STAGES;
   constexpr int ROW_BYTES = BK * 2;  // 128: one swizzled line per tile row
   constexpr bool IM2COL = LOADS == WgmmaLoads::kTmaIm2col;
-  constexpr bool TMA_A = LOADS == WgmmaLoads::kTmaAB || IM2COL;
+  constexpr bool TMA_A = both_operands_by_tma(LOADS);
   constexpr bool TMA_B = LOADS != WgmmaLoads::kCpAsync;
 
   // ---- Shared memory: STAGES x { A [BM][64], B [BN][64] }, each stage
@@ -205,40 +205,9 @@ __global__ void __launch_bounds__(Cfg::THREADS, Cfg::MIN_BLOCKS)
   float acc[Cfg::ACC];
 #pragma unroll
   for (int i = 0; i < Cfg::ACC; ++i) acc[i] = 0.f;
-  // Descriptors: only the start-address field (bits 0-13 of the low word)
-  // changes between stages and k16 steps. Every shared address is below 2^18,
-  // so adding (offset >> 4) to the low word never carries out of that field:
-  // the k-loop works on 32-bit low words and pairs them with the constant
-  // high word (SBO and swizzle mode, 0x40000040).
-  //
-  // wgmma takes its descriptors in uniform registers (one value per warp).
-  // Three things keep their per-tile cost at one uniform add per descriptor
-  // (after one multiply-add per operand for the slot) instead of ~6 moves
-  // per wgmma:
-  // - the A base depends on the warpgroup, i.e. on threadIdx, which ptxas
-  //   treats as per-thread: it computed every A descriptor in ordinary
-  //   registers and moved it over (R2UR) before each wgmma. The value is the
-  //   same in all lanes of a warp; ptx::warp_uniform says so (a shuffle from
-  //   lane 0), so ptxas keeps it and what the loop derives from it in
-  //   uniform registers;
-  // - ptxas re-created a constant high word in the upper register of each
-  //   descriptor pair before every wgmma instead of leaving it there. A high
-  //   word that is not a compile-time constant stays: each operand's is the
-  //   constant OR-ed with a run-time zero, raw_addr >> 30 and raw_addr >> 31
-  //   (raw_addr, a shared::cta address, is below 2^18), two different
-  //   expressions so that ptxas cannot merge them into one register that it
-  //   would copy into the other pair for every wgmma;
-  // - the four loop-invariant values go through warp_uniform: a shuffle
-  //   result is kept in its register across the loop, where ptxas otherwise
-  //   recomputed the bases and high words from the shared-memory base every
-  //   k tile (it did once the kernel's uniform registers got scarcer).
-  const uint32_t desc_hi = uint32_t(ptx::smem_desc_sw128(0) >> 32);
-  const uint32_t desc_hi_a = ptx::warp_uniform(desc_hi | (raw_addr >> 30));
-  const uint32_t desc_hi_b = ptx::warp_uniform(desc_hi | (raw_addr >> 31));
-  const uint32_t desc_a_lo =
-      ptx::warp_uniform(uint32_t(ptx::smem_desc_sw128(smem_base + uint32_t(wg) * Cfg::WG_ROWS * ROW_BYTES)));
-  const uint32_t desc_b_lo = ptx::warp_uniform(uint32_t(ptx::smem_desc_sw128(smem_base + Cfg::A_BYTES)));
-  auto desc = [](uint32_t hi, uint32_t lo) { return (uint64_t(hi) << 32) | lo; };
+  // Descriptors: ptx::StageDescriptors (why four warp-uniform words).
+  const ptx::StageDescriptors descs(raw_addr, smem_base + uint32_t(wg) * Cfg::WG_ROWS * ROW_BYTES,
+                                    smem_base + Cfg::A_BYTES);
 
   // The 4 k16 steps of the k tile in slot `stage`, as one wgmma group. Step ks
   // reads bytes 32ks .. 32ks+31 of every (swizzled) row: start address + 32ks.
@@ -250,8 +219,7 @@ __global__ void __launch_bounds__(Cfg::THREADS, Cfg::MIN_BLOCKS)
     ptx::wgmma_fence();
 #pragma unroll
     for (int ks = 0; ks < BK / 16; ++ks) {
-      ptx::Wgmma<T, BN>::mma(acc, desc(desc_hi_a, desc_a_lo + stage_lo + ks * 2),
-                             desc(desc_hi_b, desc_b_lo + stage_lo + ks * 2), 1);
+      ptx::Wgmma<T, BN>::mma(acc, descs.a(stage_lo, ks), descs.b(stage_lo, ks), 1);
     }
     ptx::wgmma_commit_group();
   };

@@ -48,14 +48,6 @@ constexpr double kN256CtaCost = 1.8;
 // measure side by side.
 constexpr double kMinFlopPerByte = 560e12 / 3.0e12;
 
-// Whether call p would load both operands by TMA (plan_conv's rule).
-bool operands_by_tma(const ConvParams& p) {
-  TmaChoice tma = TmaChoice::kAll;
-  if (tma_from_env(&tma) != nullptr) return false;
-  const WgmmaLoads loads = wgmma_loads(p, tma);
-  return loads == WgmmaLoads::kTmaAB || loads == WgmmaLoads::kTmaIm2col;
-}
-
 // Arithmetic intensity of call p: MMA FLOPs over the bytes it must move at
 // least (x, w, y and a residual of y's size, 2 bytes each).
 double flop_per_byte(const ConvParams& p) {
@@ -143,7 +135,7 @@ bool wgmma_available(int device) {
   return available;
 }
 
-cudaError_t select_kernel(const ConvParams& p, int device, int num_sms, KernelChoice* kernel) {
+cudaError_t select_kernel(const ConvParams& p, int device, int num_sms, WgmmaLoads loads, KernelChoice* kernel) {
   *kernel = KernelChoice::kMma;
   const KernelChoice choice = kernel_choice();
   if (choice == KernelChoice::kInvalid) return cudaErrorInvalidValue;
@@ -165,7 +157,7 @@ cudaError_t select_kernel(const ConvParams& p, int device, int num_sms, KernelCh
   // - K/groups >= 128, where the mma.sync kernel would take its own 128x128
   //   tile: 128x128 or 128x256 (below).
   // 64 < K/groups < 128 stays on mma.sync (its 64-wide tile wastes less there).
-  if (!available || (flop_per_byte(p) < kMinFlopPerByte && !operands_by_tma(p))) return cudaSuccess;
+  if (!available || (flop_per_byte(p) < kMinFlopPerByte && !both_operands_by_tma(loads))) return cudaSuccess;
   const int kg = p.k_per_group();
   if (kg <= WgmmaTileN64::BN) {
     if (ctas(p, WgmmaTileN64::BM, WgmmaTileN64::BN) >= num_sms) *kernel = KernelChoice::kWgmmaN64;

@@ -91,7 +91,7 @@ __global__ void __launch_bounds__(Cfg::THREADS, 1)
                          const __grid_constant__ CUtensorMap map_b, const __grid_constant__ CUtensorMap map_r,
                          const __grid_constant__ CUtensorMap map_y) {
 #if RESNET_KERNELS_SM90A
-  static_assert(LOADS == WgmmaLoads::kTmaAB || LOADS == WgmmaLoads::kTmaIm2col, "both operands by TMA");
+  static_assert(both_operands_by_tma(LOADS), "the persistent kernel loads both operands by TMA");
   constexpr int BM = Cfg::BM, BN = Cfg::BN, BK = Cfg::BK, STAGES = Cfg::STAGES, EPI = Cfg::EPI_BUFFERS;
   constexpr int ROW_BYTES = BK * 2;  // 128: one swizzled line per tile row
   constexpr bool IM2COL = LOADS == WgmmaLoads::kTmaIm2col;
@@ -197,16 +197,9 @@ __global__ void __launch_bounds__(Cfg::THREADS, 1)
     const int c = wg - 1, ctid = threadIdx.x % 128;
     const int lane = threadIdx.x % 32, warp = ctid / 32;
 
-    // Descriptors (ptx_sm90.cuh): as in wgmma_conv.cuh, only the low word's
-    // start address moves between slots and k16 steps; the values are warp
-    // uniform (warp_uniform keeps them in uniform registers).
-    const uint32_t desc_hi = uint32_t(ptx::smem_desc_sw128(0) >> 32);
-    const uint32_t desc_hi_a = ptx::warp_uniform(desc_hi | (raw_addr >> 30));
-    const uint32_t desc_hi_b = ptx::warp_uniform(desc_hi | (raw_addr >> 31));
-    const uint32_t desc_a_lo =
-        ptx::warp_uniform(uint32_t(ptx::smem_desc_sw128(smem_base + uint32_t(c) * Cfg::WG_ROWS * ROW_BYTES)));
-    const uint32_t desc_b_lo = ptx::warp_uniform(uint32_t(ptx::smem_desc_sw128(smem_base + Cfg::A_BYTES)));
-    auto desc = [](uint32_t hi, uint32_t lo) { return (uint64_t(hi) << 32) | lo; };
+    // Descriptors of this warpgroup's A rows and of B (ptx::StageDescriptors).
+    const ptx::StageDescriptors descs(raw_addr, smem_base + uint32_t(c) * Cfg::WG_ROWS * ROW_BYTES,
+                                      smem_base + Cfg::A_BYTES);
 
     float acc[Cfg::ACC];
 #pragma unroll
@@ -226,8 +219,7 @@ __global__ void __launch_bounds__(Cfg::THREADS, 1)
 #pragma unroll
         for (int ks = 0; ks < BK / 16; ++ks) {
           // scale_d = 0 on the tile's first step: D = A*B, no zeroing per tile.
-          ptx::Wgmma<T, BN>::mma(acc, desc(desc_hi_a, desc_a_lo + stage_lo + ks * 2),
-                                 desc(desc_hi_b, desc_b_lo + stage_lo + ks * 2), (kt | ks) != 0 ? 1 : 0);
+          ptx::Wgmma<T, BN>::mma(acc, descs.a(stage_lo, ks), descs.b(stage_lo, ks), (kt | ks) != 0 ? 1 : 0);
         }
         ptx::wgmma_commit_group();
         // k tile kt-1's group is done reading its slot, as far as this warp can
@@ -300,10 +292,9 @@ __global__ void __launch_bounds__(Cfg::THREADS, 1)
 }
 
 template <typename T, typename Cfg, WgmmaLoads LOADS>
-cudaError_t launch_wgmma_ws_tile(const ConvParams& p, cudaStream_t stream) {
-  int device = 0, num_sms = 0;
-  cudaError_t err = cudaGetDevice(&device);
-  if (err == cudaSuccess) err = multiprocessor_count(device, &num_sms);
+cudaError_t launch_wgmma_ws_tile(const ConvParams& p, int device, cudaStream_t stream) {
+  int num_sms = 0;
+  cudaError_t err = multiprocessor_count(device, &num_sms);
   if (err != cudaSuccess) return err;
   const int kg = p.k_per_group();
   const int64_t tiles = (p.pixels() + Cfg::BM - 1) / Cfg::BM * ((kg + Cfg::BN - 1) / Cfg::BN) * p.groups;
@@ -338,12 +329,12 @@ cudaError_t launch_wgmma_ws_tile(const ConvParams& p, cudaStream_t stream) {
 }
 
 template <typename T, typename Cfg>
-cudaError_t launch_wgmma_ws_loads(const ConvParams& p, WgmmaLoads loads, cudaStream_t stream) {
+cudaError_t launch_wgmma_ws_loads(const ConvParams& p, WgmmaLoads loads, int device, cudaStream_t stream) {
   switch (loads) {
     case WgmmaLoads::kTmaAB:
-      return launch_wgmma_ws_tile<T, Cfg, WgmmaLoads::kTmaAB>(p, stream);
+      return launch_wgmma_ws_tile<T, Cfg, WgmmaLoads::kTmaAB>(p, device, stream);
     case WgmmaLoads::kTmaIm2col:
-      return launch_wgmma_ws_tile<T, Cfg, WgmmaLoads::kTmaIm2col>(p, stream);
+      return launch_wgmma_ws_tile<T, Cfg, WgmmaLoads::kTmaIm2col>(p, device, stream);
     default:
       return cudaErrorInvalidValue;  // the persistent kernel loads both operands by TMA
   }
@@ -359,11 +350,11 @@ cudaError_t launch_wgmma_ws_conv(const ConvParams& p, const ConvPlan& plan, cuda
   if (!wgmma_available(device)) return cudaErrorInvalidDeviceFunction;  // the kernel would trap
   switch (plan.kernel) {
     case KernelChoice::kWgmmaN64:
-      return launch_wgmma_ws_loads<T, WgmmaWsTileN64>(p, plan.loads, stream);
+      return launch_wgmma_ws_loads<T, WgmmaWsTileN64>(p, plan.loads, device, stream);
     case KernelChoice::kWgmmaN128:
-      return launch_wgmma_ws_loads<T, WgmmaWsTileN128>(p, plan.loads, stream);
+      return launch_wgmma_ws_loads<T, WgmmaWsTileN128>(p, plan.loads, device, stream);
     case KernelChoice::kWgmmaN256:
-      return launch_wgmma_ws_loads<T, WgmmaWsTileN256>(p, plan.loads, stream);
+      return launch_wgmma_ws_loads<T, WgmmaWsTileN256>(p, plan.loads, device, stream);
     default:
       return cudaErrorInvalidValue;
   }
