@@ -14,6 +14,7 @@ from resnet_kernels.bench.layer_providers import Unavailable, layer_provider
 from resnet_kernels.bench.matrix import OURS
 from resnet_kernels.bench.results import layer_record
 from resnet_kernels.bench.timing import Measurement, device_clock
+from resnet_kernels.bench.triton_choice import triton_label
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -46,6 +47,8 @@ def test_layer(benchmark, device, peaks, rk_seconds, layer_spec, provider):
     kernel = None
     if provider in ("cuda", "cuda-wgmma"):  # which of the extension's kernels ran
         kernel = plan_label(layer_spec.layer, case.sets[0].x, WGMMA if provider == "cuda-wgmma" else None)
+    elif provider == "triton":  # which autotuned tile ran
+        kernel = triton_label(layer_spec.layer, case.sets[0].x)
     benchmark.extra_info.update(
         layer_record(layer_spec, provider, m, benchmark.stats.stats.median, peaks, verdict, case.seed, kernel)
     )

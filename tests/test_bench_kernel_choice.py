@@ -73,3 +73,36 @@ def test_on_an_h100_the_wgmma_provider_runs_the_wgmma_kernel_correctly(monkeypat
     assert ENV not in os.environ
     err = rel_error(out, layer_reference(layer, inputs))
     assert err <= REL_TOL[torch.float16], f"relative error {err:.3g}"
+
+
+# --- the triton provider's label: the autotuned tile that ran ------------------------------------
+
+
+def test_triton_label_names_the_tile_of_the_latest_launch_and_the_split(monkeypatch):
+    """After a launch (the interpreter's one config) the label is that tile; the split is the
+    backend's rule for the layer (an H100's 132 SMs split layer4's 3x3 at batch 1, not at 32)."""
+    from resnet_kernels import functional
+    from resnet_kernels.bench.triton_choice import config_label, triton_label
+    from resnet_kernels.triton import tuning
+    from resnet_kernels.triton.conv_kernel import conv_bn_act_kernel
+
+    x = torch.randn(1, 8, 5, 5).contiguous(memory_format=torch.channels_last)
+    functional.conv_bn_act(x, torch.randn(16, 8, 1, 1), backend="triton")
+    layer = next(lay for lay in model_layers("resnet50") if lay.name == "layer4.1.conv2")
+    expected = config_label(conv_bn_act_kernel.best_config)
+    assert expected == "{}x{}x{} w{} s{}".format(*tuning._INTERPRETER)
+    sample = torch.empty(1, layer.C, layer.H, layer.W).contiguous(memory_format=torch.channels_last)
+    assert triton_label(layer, sample) == expected  # the CPU has no SMs: nothing splits
+    monkeypatch.setattr(tuning, "num_sms", lambda device: 132)
+    assert triton_label(layer, sample) == expected + " split 16"
+    assert triton_label(layer, sample.expand(32, -1, -1, -1)) == expected
+
+
+def test_triton_config_labels_name_tma_and_persistent():
+    from resnet_kernels.bench.triton_choice import config_label
+    from resnet_kernels.triton import tuning
+
+    spec = (128, 128, 64, 8, 4)
+    assert config_label(tuning._config(spec)) == "128x128x64 w8 s4"
+    assert config_label(tuning._config(spec, tma=True)) == "128x128x64 w8 s4 tma"
+    assert config_label(tuning._config(spec, persistent=True)) == "128x128x64 w8 s4 tma-persistent"

@@ -191,12 +191,12 @@ def test_padded_taps_read_zero_not_relu_of_shift(gen):
 # --- narrow channel counts: the ROW_RUN and FLAT_K walks ------------------------------------------
 
 
-def _force_config(monkeypatch, spec, tma=False):
+def _force_config(monkeypatch, spec, tma=False, persistent=False):
     """Run the conv kernel with the one (BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages) `spec`,
-    a TMA candidate if `tma`."""
+    a TMA candidate if `tma`, a persistent TMA candidate if `persistent`."""
     from resnet_kernels.triton.conv_kernel import conv_bn_act_kernel
 
-    monkeypatch.setattr(conv_bn_act_kernel, "configs", [tuning._config(spec, tma=tma)])
+    monkeypatch.setattr(conv_bn_act_kernel, "configs", [tuning._config(spec, tma=tma, persistent=persistent)])
     monkeypatch.setattr(tuning, "remember", lambda *args: None)  # a forced config is no tuning winner
 
 
@@ -314,17 +314,23 @@ def test_tma_walk(name, dtype, epilogue, gen, monkeypatch):
     """The TMA candidate forced on: it takes the TMA loads and matches the float64 reference,
     every output element written (NaN-poisoned out), with and without each epilogue feature."""
     _force_config(monkeypatch, TMA_SPEC, tma=True)
+    kwargs = _check_epilogue_variant(TMA_CASES[name], dtype, epilogue, gen, monkeypatch)
+    assert kwargs["TMA_OK"] and kwargs["TMA"] and not kwargs["PERSISTENT"]
+    assert list(kwargs["a_desc"].block_shape) == [TMA_SPEC[0], TMA_SPEC[2]]
+    assert list(kwargs["b_desc"].block_shape) == [TMA_SPEC[2], TMA_SPEC[1]]
+
+
+def _check_epilogue_variant(case, dtype, epilogue, gen, monkeypatch) -> dict:
+    """_check with the epilogue features named in `epilogue` (scale, shift, residual, relu); without
+    relu, some outputs must be negative. Returns the kernel arguments of the one launch."""
     launches = _launches(monkeypatch)
-    case = TMA_CASES[name]
     x, w, sc, sh = _inputs(case, dtype, gen, scale="scale" in epilogue, shift="shift" in epilogue)
     res = _randn(gen, case.n, case.k, *case.out_hw, dtype=dtype, channels_last=True) if "residual" in epilogue else None
     y = _check(case, x, w, sc, sh, res, relu="relu" in epilogue)
-    (kwargs,) = launches
-    assert kwargs["TMA_OK"] and kwargs["TMA"]
-    assert list(kwargs["a_desc"].block_shape) == [TMA_SPEC[0], TMA_SPEC[2]]
-    assert list(kwargs["b_desc"].block_shape) == [TMA_SPEC[2], TMA_SPEC[1]]
     if "relu" not in epilogue:
         assert y.float().min() < 0
+    (kwargs,) = launches
+    return kwargs
 
 
 @pytest.mark.parametrize("split_k", [2, 3])
@@ -402,6 +408,72 @@ def test_tma_needs_hopper(monkeypatch):
     monkeypatch.setattr(tma, "device_has_tma", lambda device: True)
     args, _ = kernel_args(x, w, sc, sh, None, *case.conv, True, None, None, 1)
     assert args["TMA_OK"]
+
+
+# --- the persistent TMA GEMM (conv_kernel._persistent_tma_gemm) ----------------------------------
+
+PERSISTENT_CASES = {
+    "m_and_k_ragged": TMA_CASES["m_and_k_ragged"],  # 4 tiles
+    "groups2": TMA_CASES["groups2"],  # 2 tiles per group, one program each
+    # Eight groups of 8 channels merged into one group of 64: M = 40, 4 tiles.
+    "groups8_merged": Case(2, 64, 64, 4, 5, 1, 1, groups=8),
+    # M = 126: 4 row tiles (the last ends past M) x 3 column tiles (the last past K = 72) = 12
+    # tiles for the interpreter's 3 programs, 4 each; C = 64: 4 k tiles per output tile.
+    "four_tiles_per_program": Case(2, 64, 72, 7, 9, 1, 1),
+}
+
+
+def _tiles(kwargs, spec):
+    """Output tiles of one (merged) group of a launch with these kernel arguments."""
+    return tuning.cdiv(kwargs["M"], spec[0]) * tuning.cdiv(kwargs["K"], spec[1])
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("name", list(PERSISTENT_CASES))
+@pytest.mark.parametrize("epilogue", ["scale_shift_residual_relu", "bare", "shift_residual"])
+def test_persistent_walk(name, dtype, epilogue, gen, monkeypatch):
+    """The persistent candidate forced on: a grid of fewer programs than tiles, each walking
+    several tiles (groups: each group its own programs), every output element written once
+    and right, with and without each epilogue feature."""
+    _force_config(monkeypatch, TMA_SPEC, persistent=True)
+    kwargs = _check_epilogue_variant(PERSISTENT_CASES[name], dtype, epilogue, gen, monkeypatch)
+    assert kwargs["PERSISTENT"] and kwargs["TMA"]
+    programs, groups, splits = kwargs["grid"](kwargs)
+    tiles = _tiles(kwargs, TMA_SPEC)
+    assert splits == 1 and programs == max(1, min(tiles, tuning._INTERPRETER_PROGRAMS // groups))
+    assert programs < tiles, "every program should walk more than one tile here"
+
+
+@pytest.mark.parametrize("what", ["split_k", "nchw", "prologue"])
+def test_persistent_walk_is_not_taken_where_it_must_not_be(what, gen, monkeypatch):
+    """With the persistent candidate forced on: a split reduction runs the one-tile TMA walk with
+    its split epilogue; calls TMA cannot serve (NCHW x, a prologue) run the pointer walk."""
+    _force_config(monkeypatch, TMA_SPEC, persistent=True)
+    launches = _launches(monkeypatch)
+    case = PERSISTENT_CASES["four_tiles_per_program"]
+    x, w, sc, sh = _inputs(case, torch.float16, gen, channels_last=what != "nchw")
+    in_shift = torch.randn(case.c, generator=gen) if what == "prologue" else None
+    _check(case, x, w, sc, sh, in_shift=in_shift, split_k=2 if what == "split_k" else None)
+    kwargs = launches[0]
+    assert not kwargs["PERSISTENT"]
+    assert kwargs["TMA"] == (what == "split_k")
+    assert kwargs["grid"](kwargs) == (_tiles(kwargs, TMA_SPEC), 1, 2 if what == "split_k" else 1)
+
+
+def test_persistent_programs():
+    """One program per SM (two for tiles of at most 128x64), split among the groups, never more
+    than the tiles, at least one; the interpreter's fixed few on the CPU."""
+    gpu = torch.device("cuda", 0)
+    tuning._sm_counts[gpu] = 132
+    try:
+        assert tuning.persistent_programs(1000, 1, 128, 128, gpu) == 132
+        assert tuning.persistent_programs(1000, 1, 128, 64, gpu) == 264
+        assert tuning.persistent_programs(100, 1, 128, 256, gpu) == 100
+        assert tuning.persistent_programs(1000, 2, 128, 128, gpu) == 66
+        assert tuning.persistent_programs(1000, 200, 128, 128, gpu) == 1
+    finally:
+        del tuning._sm_counts[gpu]
+    assert tuning.persistent_programs(1000, 1, 128, 128, torch.device("cpu")) == tuning._INTERPRETER_PROGRAMS
 
 
 # --- split-K -----------------------------------------------------------------------------------
@@ -663,6 +735,22 @@ def test_every_tma_candidate_on_gpu(name, dtype, spec, gen, monkeypatch):
     layer = next(lay for lay in model_layers("resnet50") if lay.name == name)
     _check_layer_on_gpu(layer, 32, dtype, gen)
     assert launches[0]["TMA"], "the TMA candidate ran the pointer walk"
+
+
+@needs_cuda
+@pytest.mark.parametrize("spec", tuning._HOPPER_PERSISTENT, ids=_spec_id)
+@pytest.mark.parametrize("name,dtype", TMA_LAYERS, ids=[n for n, _ in TMA_LAYERS])
+@pytest.mark.parametrize("batch", [32, 256])
+def test_every_persistent_candidate_on_gpu(name, dtype, spec, batch, gen, monkeypatch):
+    """Each persistent tile on the TMA layers; batch 256 gives every program many tiles (layer1:
+    6,272 tiles of 128x128 for 132 programs), batch 32 a ragged last round."""
+    if torch.cuda.get_device_capability() < (9, 0):
+        pytest.skip("TMA needs compute capability 9.0 or more")
+    _force_config(monkeypatch, spec, persistent=True)
+    launches = _launches(monkeypatch)
+    layer = next(lay for lay in model_layers("resnet50") if lay.name == name)
+    _check_layer_on_gpu(layer, batch, dtype, gen)
+    assert launches[0]["PERSISTENT"], "the persistent candidate ran another walk"
 
 
 def _check_layer_on_gpu(layer, batch, dtype, gen):

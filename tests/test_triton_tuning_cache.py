@@ -111,7 +111,12 @@ def _args(dtype=torch.float16, M=50176, K=64, C=64, R=3, S=3, SPLIT_K=1, TMA_OK=
 
 
 def _tma(configs):
+    """The TMA candidates, one-tile and persistent."""
     return [c for c in configs if c.kwargs["TMA"]]
+
+
+def _persistent(configs):
+    return [c for c in configs if c.kwargs["PERSISTENT"]]
 
 
 def test_pruning_fits_tiles_to_the_shape(hopper):
@@ -168,7 +173,8 @@ def test_tma_candidates_only_where_tma_applies(hopper):
     """TMA tiles are extra candidates of calls that allow TMA (TMA_OK) and whose C their BLOCK_K
     divides; everywhere else the candidates are the pointer tiles of before."""
     gemm = _args(R=1, S=1, C=256, K=256, TMA_OK=True)
-    assert len(_tma(tuning.prune_configs(hopper, gemm))) == len(tuning._HOPPER_TMA)
+    assert len(_tma(tuning.prune_configs(hopper, gemm))) == len(tuning._HOPPER_TMA) + len(tuning._HOPPER_PERSISTENT)
+    assert len(_persistent(tuning.prune_configs(hopper, gemm))) == len(tuning._HOPPER_PERSISTENT)
     assert not _tma(tuning.prune_configs(hopper, {**gemm, "TMA_OK": False}))
     assert not _tma(tuning.prune_configs(hopper, {**gemm, "C": 96}))  # BLOCK_K = 64 does not divide 96
     pointer = tuning.prune_configs(hopper, {**gemm, "TMA_OK": False})
@@ -194,6 +200,37 @@ def test_a_remembered_tma_winner_is_kept_apart_from_its_pointer_twin(hopper):
     assert tuning.describe(winner)["TMA"] == 1
     assert tuning.prune_configs(hopper, args) == [winner]
     assert len(tuning.prune_configs(hopper, {**args, "TMA_OK": False})) > 1  # another key: tuned anew
+
+
+def test_persistent_candidates_only_for_unsplit_tma_calls(hopper):
+    """The persistent tiles are offered where the TMA ones are, except to a split reduction (whose
+    grid has an axis of splits and whose epilogue runs in the reduce kernel)."""
+    gemm = _args(R=1, S=1, C=256, K=256, TMA_OK=True)
+    split = tuning.prune_configs(hopper, {**gemm, "SPLIT_K": 4})
+    assert len(_tma(split)) == len(tuning._HOPPER_TMA) and not _persistent(split)
+    assert not _persistent(tuning.prune_configs(hopper, {**gemm, "TMA_OK": False}))
+
+
+@pytest.mark.parametrize("asked,tma,split_k,expected", [(1, True, 1, True), (0, True, 1, False),
+                                                         (1, False, 1, False), (1, True, 2, False)])
+def test_persistent_flag_needs_tma_loads_and_no_split(asked, tma, split_k, expected):
+    assert tuning.persistent({"PERSISTENT": asked, "TMA": tma, "SPLIT_K": split_k}) == expected
+
+
+def test_a_remembered_persistent_winner_is_kept_apart_from_its_one_tile_twin(hopper):
+    """The PERSISTENT flag is part of a cache entry, so a persistent winner comes back as itself."""
+    args = _args(R=1, S=1, C=256, K=256, TMA_OK=True)
+    winner = next(c for c in _persistent(hopper) if (c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"]) == (128, 128))
+    twin = next(c for c in _tma(hopper) if not c.kwargs["PERSISTENT"]
+                and (c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"], c.num_warps) == (128, 128, 8))
+    assert tuning.describe(twin) != tuning.describe(winner)
+
+    class Kernel:
+        best_config = winner
+
+    tuning.remember(Kernel, args)
+    assert tuning.describe(winner)["PERSISTENT"] == 1
+    assert tuning.prune_configs(hopper, args) == [winner]
 
 
 @pytest.mark.parametrize("tma_ok,c,block_k,expected", [(True, 128, 64, True), (False, 128, 64, False),

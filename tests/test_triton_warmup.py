@@ -57,22 +57,24 @@ def hopper_candidates(monkeypatch):
 
 
 @pytest.mark.parametrize(
-    "name,tma_candidates",
-    [("layer1.0.conv3", 5), ("layer4.1.conv1", 5), ("layer1.0.conv1", 1), ("layer1.0.conv2", 0),
-     ("layer2.0.downsample.0", 0)],
+    "name,tma_candidates,persistent_candidates",
+    [("layer1.0.conv3", 5, 3), ("layer4.1.conv1", 5, 3), ("layer1.0.conv1", 1, 1), ("layer1.0.conv2", 0, 0),
+     ("layer2.0.downsample.0", 0, 0)],
 )
-def test_warm_up_adds_the_tma_candidates_only_where_they_apply(name, tma_candidates, hopper_candidates, monkeypatch):
-    """On an sm_90, 1x1 stride-1 layers also compile the TMA candidates that fit them (K = 64 fits
-    one: BLOCK_N = 64), each with descriptors of its own tile; 3x3 and strided 1x1 layers compile
-    what they compile on a GPU without TMA."""
+def test_warm_up_adds_the_tma_candidates_only_where_they_apply(name, tma_candidates, persistent_candidates,
+                                                               hopper_candidates, monkeypatch):
+    """On an sm_90, 1x1 stride-1 layers also compile the TMA and persistent TMA candidates that fit
+    them (K = 64 fits one of each: BLOCK_N = 64), each with descriptors of its own tile; 3x3 and
+    strided 1x1 layers compile what they compile on a GPU without TMA."""
     layer = next(lay for lay in model_layers("resnet50") if lay.name == name)
     monkeypatch.setattr(tma, "device_has_tma", lambda device: False)
     without = warmup.warm_layer(layer, 256, "fp16", device="cpu")
     monkeypatch.setattr(tma, "device_has_tma", lambda device: True)
     calls = _record(monkeypatch, conv_bn_act_kernel.fn.fn)
-    assert warmup.warm_layer(layer, 256, "fp16", device="cpu") == without + tma_candidates
+    assert warmup.warm_layer(layer, 256, "fp16", device="cpu") == without + tma_candidates + persistent_candidates
     tma_calls = [kw for kw in calls if kw["TMA"]]
-    assert len(tma_calls) == tma_candidates
+    assert len(tma_calls) == tma_candidates + persistent_candidates
+    assert sum(kw["PERSISTENT"] for kw in calls) == persistent_candidates
     for kw in tma_calls:
         assert kw["warmup"] is True
         assert list(kw["a_desc"].block_shape) == [kw["BLOCK_M"], kw["BLOCK_K"]]

@@ -45,7 +45,8 @@ def _speed(flops: int, nbytes: int, median_s: float, peaks: "Peaks", dtype: str)
 
 def layer_record(spec: "LayerSpec", provider: str, m: "Measurement", median_s: float, peaks: "Peaks",
                  check: tuple[float, float], seed: int, kernel: Optional[str] = None) -> dict:
-    """`kernel`: which of our kernels ran (kernel_choice.plan_label), for the cuda providers."""
+    """`kernel`: which of our kernels ran (kernel_choice.plan_label for the cuda providers,
+    triton_choice.triton_label for triton)."""
     layer, n = spec.layer, spec.batch
     record = _common("layer", spec.model, n, spec.dtype, provider, m, check, seed)
     record.update(layer=layer.name, shape=describe(layer), count=spec.count)

@@ -6,17 +6,20 @@ become constants; pointers and multiples of 16 get the 16-byte divisibility
 hint; channels_last gives channel stride 1, a constant; TMA descriptors are
 typed by dtype and block shape), compiles for sm_90 and reads what came out:
 wgmma in the PTX, shared memory, and from the SASS (Triton's own cuobjdump)
-the registers, the register spills, the TMA copies and the main loop's length.
+the registers, the register spills, the TMA copies, the main loop's length and
+the k-tile path (the main loop without the persistent kernel's epilogue branch).
 
 Must run with TRITON_INTERPRET unset: the interpreter replaces @triton.jit
 functions with Python ones that cannot be compiled.
 
     python -m resnet_kernels.triton.aot [--layers resnet50.conv1,...] [--dtype bfloat16] [--preactivation]
 
-prints, for every Hopper autotune candidate and layer (the TMA candidates
-where the layer allows TMA loads), what the compiler made of it: a cheap check
-of a tile or kernel change before any GPU sees it. `loop` is the SASS
-instruction count of the main loop, i.e. per warp per k tile (main_loop).
+prints, for every Hopper autotune candidate and layer (the TMA and persistent
+candidates where the layer allows TMA loads), what the compiler made of it: a
+cheap check of a tile or kernel change before any GPU sees it. `loop` is the
+SASS instruction count of the main loop, i.e. per warp per k tile (main_loop);
+`k path` the same without the epilogue that the persistent kernel's flattened
+loop carries behind a branch (k_tile_path).
 """
 
 from __future__ import annotations
@@ -98,11 +101,13 @@ def cuobjdump() -> str | None:
 
 def sass_facts(cubin: bytes) -> dict:
     """From the SASS of a one-kernel cubin: registers per thread, local-memory stores (register
-    spills), TMA copies (UTMALDG) in the kernel, and the main loop's instructions and cp.async
-    copies (LDGSTS) per iteration (`main_loop`); all None without cuobjdump."""
+    spills), TMA copies (UTMALDG) in the kernel, and the main loop's instructions, cp.async
+    copies (LDGSTS) and global stores (STG: the epilogue's, when the persistent kernel's tile
+    loop was flattened into the k loop) per iteration (`main_loop`); all None without cuobjdump."""
     tool = cuobjdump()
     if tool is None:
-        return dict.fromkeys(("registers", "local_stores", "tma_copies", "loop_instructions", "loop_cp_async"))
+        return dict.fromkeys(("registers", "local_stores", "tma_copies", "loop_instructions", "loop_cp_async",
+                              "loop_stores", "k_path"))
     with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
         f.write(cubin)
         f.flush()
@@ -117,6 +122,8 @@ def sass_facts(cubin: bytes) -> dict:
         "tma_copies": sum(1 for _, op in code if "UTMALDG" in op),
         "loop_instructions": len(loop),
         "loop_cp_async": sum(1 for op in loop if "LDGSTS" in op),
+        "loop_stores": sum(1 for op in loop if re.match(r"(@!?U?P\w+\s+)?STG\b", op)),
+        "k_path": k_tile_path(code),
     }
 
 
@@ -140,6 +147,33 @@ def main_loop(code: list) -> list:
     return min(loops, key=len, default=[])
 
 
+def k_tile_path(code: list) -> int:
+    """SASS instructions a warp runs per k tile that ends no output tile: the outermost loop that
+    holds both a wgmma and the copies (UTMALDG or LDGSTS), less the longest stretch a forward
+    branch inside it skips. For a one-tile kernel that is its main loop (`main_loop`, the same
+    count); for the persistent kernel, whose flattened loop carries each tile's epilogue behind a
+    branch taken once per output tile, it leaves the epilogue out."""
+    outermost = None
+    for addr, op in code:
+        branch = re.search(r"\bBRA\s+0x([0-9a-f]+)", op)
+        if branch and int(branch.group(1), 16) < addr:
+            start = int(branch.group(1), 16)
+            body = [(a, text) for a, text in code if start <= a <= addr]
+            texts = [text for _, text in body]
+            if any("HGMMA" in t for t in texts) and any("UTMALDG" in t or "LDGSTS" in t for t in texts):
+                if outermost is None or start < outermost[0][0]:
+                    outermost = body
+    if outermost is None:
+        return 0
+    end, skipped = outermost[-1][0], 0
+    for addr, op in outermost:
+        branch = re.search(r"\bBRA\s+0x([0-9a-f]+)", op)
+        if branch and addr < int(branch.group(1), 16) <= end:
+            target = int(branch.group(1), 16)
+            skipped = max(skipped, sum(1 for a, _ in outermost if addr < a < target))
+    return len(outermost) - skipped
+
+
 def _sm90(jit_fn, args: dict, constants: dict, warps: int, stages: int):
     import triton
     from triton.backends.compiler import GPUTarget
@@ -154,10 +188,10 @@ def _sm90(jit_fn, args: dict, constants: dict, warps: int, stages: int):
 
 
 def compile_layer(layer: str, dtype: str, preactivation: bool, spec: tuple, split_k: int = 1,
-                  channels_last: bool = True, tma: bool = False) -> dict:
+                  channels_last: bool = True, tma: bool = False, persistent: bool = False) -> dict:
     """Compile the conv kernel (and with split_k > 1 its reduce kernel) for one layer and one
-    (BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages), a TMA candidate if `tma`; returns facts
-    about the result."""
+    (BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages), a TMA candidate if `tma`, a persistent
+    TMA candidate if `persistent`; returns facts about the result."""
     from .conv import _EPILOGUE_ARGS, kernel_args
     from .conv_kernel import _HEURISTICS, conv_bn_act_kernel, splitk_epilogue_kernel
     from .tma import operands_allow
@@ -166,7 +200,8 @@ def compile_layer(layer: str, dtype: str, preactivation: bool, spec: tuple, spli
     bm, bn, bk, warps, stages = spec
     args, groups = kernel_args(*layer_call(layer, dtype, preactivation, channels_last=channels_last), None, split_k)
     args["TMA_OK"] = operands_allow(args)  # the call's tensors are on the CPU; the target is an sm_90
-    values = {**args, "BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "TMA": int(tma)}
+    values = {**args, "BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "TMA": int(tma or persistent),
+              "PERSISTENT": int(persistent)}
     # The kernel's triton.heuristics, in their order, as a launch computes them.
     for name, heuristic in _HEURISTICS.items():
         values[name] = heuristic({**values, "num_warps": warps, "num_stages": stages})
@@ -179,6 +214,7 @@ def compile_layer(layer: str, dtype: str, preactivation: bool, spec: tuple, spli
         "is_gemm": args["IS_GEMM"],
         "halves": values["EPILOGUE_HALVES"],
         "tma": values["TMA"],
+        "persistent": values["PERSISTENT"],
         **sass_facts(kernel.asm["cubin"]),
     }
     if split_k > 1:
@@ -194,7 +230,7 @@ def compile_layer(layer: str, dtype: str, preactivation: bool, spec: tuple, spli
 
 def main(argv=None) -> None:
     from ..layer_shapes import distinct_layers
-    from .tuning import _HOPPER, _HOPPER_TMA
+    from .tuning import _HOPPER, _HOPPER_PERSISTENT, _HOPPER_TMA
 
     parser = argparse.ArgumentParser(prog="python -m resnet_kernels.triton.aot", description=__doc__.split("\n\n")[0])
     parser.add_argument("--layers", help="comma-separated ResNet-50 layer names (default: all distinct ones)")
@@ -204,21 +240,23 @@ def main(argv=None) -> None:
     if os.environ.get("TRITON_INTERPRET", "0") == "1":
         parser.error("unset TRITON_INTERPRET: the interpreter's kernels cannot be compiled")
     layers = opts.layers.split(",") if opts.layers else [lay.name for lay in distinct_layers(["resnet50"])]
-    candidates = [(spec, False) for spec in _HOPPER] + [(spec, True) for spec in _HOPPER_TMA]
+    candidates = ([(spec, False, False) for spec in _HOPPER] + [(spec, True, False) for spec in _HOPPER_TMA]
+                  + [(spec, True, True) for spec in _HOPPER_PERSISTENT])
     print(f"{'layer':32} {'BMxBNxBK/warps/stages':22} {'smem KB':>7} {'regs':>4} {'spills':>6} halves wgmma "
-          f"loads {'loop':>4}")
+          f"{'loads':5} {'loop':>4} {'k path':>6}")
     for layer in layers:
-        for spec, tma in candidates:
+        for spec, tma, persistent in candidates:
             try:
-                f = compile_layer(layer, opts.dtype, opts.preactivation, spec, tma=tma)
+                f = compile_layer(layer, opts.dtype, opts.preactivation, spec, tma=tma, persistent=persistent)
             except Exception as err:  # a compile failure is a finding, not the end of the audit
                 print(f"{layer:32} {str(spec):22} failed: {str(err).splitlines()[0][:80]}")
                 continue
             if tma and not f["tma"]:
                 continue  # the layer does not allow TMA loads: this candidate is never offered for it
             tile = "{}x{}x{}/{}/{}".format(*spec)
+            loads = "pers" if f["persistent"] else "tma" if f["tma"] else "ptr"
             print(f"{layer:32} {tile:22} {f['shared'] / 1024:7.0f} {f['registers']!s:>4} {f['local_stores']!s:>6} "
-                  f"{f['halves']!s:6} {f['wgmma']!s:5} {'tma' if f['tma'] else 'ptr':5} {f['loop_instructions']!s:>4}")
+                  f"{f['halves']!s:6} {f['wgmma']!s:5} {loads:5} {f['loop_instructions']!s:>4} {f['k_path']!s:>6}")
 
 
 if __name__ == "__main__":

@@ -175,12 +175,17 @@ def conv_bn_act(
 
 
 def _conv_grid(args: dict, kernel_groups: int):
-    """The launch grid of conv_bn_act_kernel as a function of the autotuned tile:
-    (M tiles * N tiles, groups, splits)."""
+    """The launch grid of conv_bn_act_kernel as a function of the autotuned tile and the decided
+    flags: (M tiles * N tiles, groups, splits), or for the persistent kernel
+    (tuning.persistent_programs, groups, 1)."""
 
     def grid(meta):
-        tiles_m = tuning.cdiv(args["M"], meta["BLOCK_M"])
-        return (tiles_m * tuning.cdiv(args["K"], meta["BLOCK_N"]), kernel_groups, args["SPLIT_K"])
+        tiles = tuning.cdiv(args["M"], meta["BLOCK_M"]) * tuning.cdiv(args["K"], meta["BLOCK_N"])
+        if meta["PERSISTENT"]:
+            programs = tuning.persistent_programs(tiles, kernel_groups, meta["BLOCK_M"], meta["BLOCK_N"],
+                                                  args["x_ptr"].device)
+            return (programs, kernel_groups, 1)
+        return (tiles, kernel_groups, args["SPLIT_K"])
 
     return grid
 

@@ -7,9 +7,11 @@ candidates apply (ROW_RUN, TMA_OK), plus the tensor dtypes that
 triton.autotune appends itself.
 
 Candidates: pointer-load tiles (_HOPPER) for every shape, and TMA tiles
-(_HOPPER_TMA, tma.py) where the call allows TMA loads; the autotuner keeps a
-TMA tile only where it beats the pointer ones. The TMA tiles come last, so a
-run without timing (below) takes the pointer tile it always took.
+(_HOPPER_TMA, tma.py) and persistent TMA tiles (_HOPPER_PERSISTENT,
+conv_kernel._persistent_tma_gemm) where the call allows TMA loads; the
+autotuner keeps a TMA or persistent tile only where it beats the pointer ones.
+They come last, so a run without timing (below) takes the pointer tile it
+always took.
 
 On a GPU a new key is timed over the configs that suit the shape (prune_configs);
 a key whose winner is in the disk cache (tuning_cache.py) is pruned to that one
@@ -60,7 +62,20 @@ _HOPPER_TMA = [
     (128, 64, 64, 4, 4),
     (64, 128, 64, 4, 4),
 ]
+# Persistent TMA candidates (conv_kernel._persistent_tma_gemm, same format): a grid of
+# persistent_programs programs, each walking output tiles in one software-pipelined loop, so a
+# tile's epilogue (residual read, output store) runs while the next tile's operands are copied.
+# Aimed at the memory-bound 1x1s with 1-4 k tiles per output tile (C = 64..256: most of
+# ResNet-50's roofline floor), where a one-tile program spends most of its life filling the
+# pipeline and in the epilogue. 128x64 runs two programs per SM (persistent_programs).
+_HOPPER_PERSISTENT = [
+    (128, 256, 64, 8, 3),
+    (128, 128, 64, 8, 4),
+    (128, 64, 64, 4, 3),
+]
 _INTERPRETER = (32, 32, 16, 4, 1)
+# Programs of a persistent launch under the interpreter: few, so each walks several tiles.
+_INTERPRETER_PROGRAMS = 3
 
 # Shared memory one config may use for its pipelined A and B tiles (H100: 227 KB
 # per block; the rest is left for the epilogue's layout conversion).
@@ -126,18 +141,20 @@ def num_sms(device) -> int:
     return _sm_counts[device]
 
 
-def _config(spec, tma: bool = False) -> triton.Config:
+def _config(spec, tma: bool = False, persistent: bool = False) -> triton.Config:
     """The autotune config of a (BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages) spec; `tma`: a
-    candidate that asks for TMA loads (TMA is an int so that `describe` gives an all-int entry)."""
+    candidate that asks for TMA loads, `persistent`: for the persistent TMA kernel (it implies
+    TMA). The flags are ints so that `describe` gives an all-int entry."""
     bm, bn, bk, warps, stages = spec
-    return triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "TMA": int(tma)},
-                         num_warps=warps, num_stages=stages)
+    return triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "TMA": int(tma or persistent),
+                          "PERSISTENT": int(persistent)}, num_warps=warps, num_stages=stages)
 
 
 def autotune_configs() -> list:
     if interpreting():
         return [_config(_INTERPRETER)]
-    return [_config(s) for s in _HOPPER] + [_config(s, tma=True) for s in _HOPPER_TMA]
+    return ([_config(s) for s in _HOPPER] + [_config(s, tma=True) for s in _HOPPER_TMA]
+            + [_config(s, persistent=True) for s in _HOPPER_PERSISTENT])
 
 
 def flat_k(args: dict) -> bool:
@@ -167,6 +184,27 @@ def tma_loads(args: dict) -> bool:
     BLOCK_K divides C (the IS_GEMM walk proper, not FLAT_K). prune_configs offers TMA configs
     only where this holds; one forced onto another call (tests do) runs the pointer walk."""
     return bool(args["TMA"]) and args["TMA_OK"] and args["C"] % args["BLOCK_K"] == 0
+
+
+def persistent(args: dict) -> bool:
+    """The kernel's PERSISTENT flag: run the persistent TMA GEMM (conv_kernel._persistent_tma_gemm).
+    The config asks for it, the launch loads by TMA (the decided TMA flag, so this heuristic comes
+    after tma_loads) and the reduction is not split (a split launch has a grid axis of splits and
+    an epilogue of its own)."""
+    return bool(args["PERSISTENT"]) and bool(args["TMA"]) and args["SPLIT_K"] == 1
+
+
+def persistent_programs(tiles: int, groups: int, block_m: int, block_n: int, device) -> int:
+    """Programs per group of a persistent launch over `tiles` output tiles per group: one per SM,
+    two for tiles of at most 128x64 (4 warps, 72 KB of pipeline: two fit in an SM's shared memory
+    and registers), shared among the groups, never more than there are tiles and at least one.
+    Under the interpreter (no SMs) _INTERPRETER_PROGRAMS, so that each program walks several tiles."""
+    sms = num_sms(device)
+    if sms == 0:
+        slots = _INTERPRETER_PROGRAMS
+    else:
+        slots = sms * (2 if block_m * block_n <= 128 * 64 else 1)
+    return max(1, min(tiles, slots // groups))
 
 
 def epilogue_halves(args: dict) -> bool:
@@ -219,8 +257,11 @@ def disk_cache(device) -> TuningCache:
 
 
 def _applies(cfg: triton.Config, args: dict) -> bool:
-    """A pointer config applies to every call; a TMA config where it would load by TMA."""
-    return not cfg.kwargs["TMA"] or tma_loads({**args, **cfg.kwargs})
+    """A pointer config applies to every call; a TMA config where it would load by TMA; a
+    persistent one where it would also run persistent (an unsplit call)."""
+    if not cfg.kwargs["TMA"]:
+        return True
+    return tma_loads({**args, **cfg.kwargs}) and (not cfg.kwargs["PERSISTENT"] or args["SPLIT_K"] == 1)
 
 
 def prune_configs(configs: list, named_args: dict, **kwargs) -> list:
