@@ -124,3 +124,63 @@ def test_json_without_records_is_an_error(tmp_path, capsys):
 def test_report_needs_a_command():
     with pytest.raises(SystemExit):
         main([])
+
+
+# --- the README's results block (python -m resnet_kernels.bench readme) -------------------------
+
+README = """# project
+
+intro
+
+<!-- results: start (python -m resnet_kernels.bench readme) -->
+**Results.** None yet.
+<!-- results: end -->
+
+## Layout
+"""
+
+
+def test_readme_block_is_rewritten_from_a_results_folder(tmp_path, capsys):
+    run = tmp_path / "benchmarks" / "results" / "h100-2026-11-23"
+    run.mkdir(parents=True)
+    path = _json(run, "bench-quick.json", _model_benchmarks(MODEL_TIMES) + _layer_benchmarks())
+    assert main(["report", path]) == 0
+    readme = tmp_path / "README.md"
+    readme.write_text(README)
+    assert main(["readme", str(run), "--readme", str(readme)]) == 0
+    text = readme.read_text()
+    assert text.startswith("# project\n\nintro\n\n<!-- results: start") and text.endswith("<!-- results: end -->\n\n## Layout\n")
+    assert "None yet" not in text
+    assert "[benchmarks/results/h100-2026-11-23/report.md](benchmarks/results/h100-2026-11-23/report.md)" in text
+    assert "NVIDIA H100 80GB HBM3, 2026-11-23T12:00:00: torch 2.11.0" in text
+    assert "| >= 1.05x BN-folded cuDNN fused ops | 1.26x | met |" in text
+    assert "| cuda-graph | 26,947 | 9.50 | 2.63x | 1.26x |" in text
+    for chart in ("models-fp16.png", "layers-resnet50-fp16-b256.png"):
+        assert f"![{chart}](benchmarks/results/h100-2026-11-23/{chart})" in text
+    # Run again: the block is replaced, not added to.
+    assert main(["readme", str(run), "--readme", str(readme)]) == 0
+    assert readme.read_text() == text
+    assert "updated" in capsys.readouterr().out
+
+
+def test_readme_needs_records_and_the_markers(tmp_path, capsys):
+    readme = tmp_path / "README.md"
+    readme.write_text("# no block here\n")
+    assert main(["readme", str(tmp_path), "--readme", str(readme)]) == 1
+    assert "no bench-*.json" in capsys.readouterr().err
+    _json(tmp_path, "bench-quick.json", _model_benchmarks({"cudnn-eager": 25e-3}))
+    assert main(["readme", str(tmp_path), "--readme", str(readme)]) == 1
+    err = capsys.readouterr().err
+    assert "has no results block" in err and "<!-- results: end -->" in err
+    assert readme.read_text() == "# no block here\n"
+
+
+def test_the_repository_readme_has_the_results_block():
+    import os
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with open(os.path.join(root, "README.md")) as f:
+        text = f.read()
+    from resnet_kernels.bench.readme import END, START
+
+    assert text.count(START) == 1 and text.count(END) == 1 and text.index(START) < text.index(END)

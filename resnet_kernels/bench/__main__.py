@@ -1,6 +1,7 @@
-"""``python -m resnet_kernels.bench``: the report from benchmark JSON, or the versions.
+"""``python -m resnet_kernels.bench``: the report from benchmark JSON, the README's results, or the versions.
 
     python -m resnet_kernels.bench report RESULTS.json [MORE.json ...] [--out DIR]
+    python -m resnet_kernels.bench readme RESULTS_DIR [--readme README.md]
     python -m resnet_kernels.bench versions
 """
 
@@ -17,8 +18,22 @@ def main(argv=None) -> int:
     report = commands.add_parser("report", help="report.md and PNG charts from pytest-benchmark JSON")
     report.add_argument("json", nargs="+", help="files written by pytest benchmarks/ --benchmark-json=FILE")
     report.add_argument("--out", help="output folder (default: the first JSON file's folder)")
+    readme = commands.add_parser("readme", help="rewrite the README's results block from a results folder")
+    readme.add_argument("results_dir", help="a folder of bench-*.json, report.md and charts (gpu_session.sh --out)")
+    readme.add_argument("--readme", default="README.md", help="the README to update (default: ./README.md)")
     commands.add_parser("versions", help="GPU, torch, CUDA, cuDNN, Triton versions, one per line")
     args = parser.parse_args(argv)
+
+    if args.command == "readme":
+        from .readme import update
+
+        try:
+            count = update(args.readme, args.results_dir)
+        except (OSError, ValueError) as err:
+            print(f"readme: {err}", file=sys.stderr)
+            return 1
+        print(f"updated {args.readme} from {count} records in {args.results_dir}")
+        return 0
 
     if args.command == "versions":
         from .environment import versions

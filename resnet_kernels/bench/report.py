@@ -74,7 +74,20 @@ def compass_goals(results: Results) -> list[Goal]:
 
 
 def _header(results: Results) -> list[str]:
-    lines = ["# resnet_kernels against cuDNN and torch.compile", ""]
+    lines = ["# resnet_kernels against cuDNN and torch.compile", ""] + machine_lines(results)
+    lines += [
+        "",
+        "Times are device time per call (CUDA events), the median of many rounds over inputs that "
+        "overflow L2, after warm-up and a correctness check against float64. Speedup = baseline time / "
+        "provider time; % of floor = roofline floor / time. See benchmarks/README.md.",
+        "",
+    ]
+    return lines
+
+
+def machine_lines(results: Results) -> list[str]:
+    """One bullet per JSON file: GPU, date, versions, and the ceilings measured in that run."""
+    lines = []
     for machine, date in zip(results.machines, results.dates):
         v = machine.get("versions", {})
         lines.append(
@@ -88,24 +101,20 @@ def _header(results: Results) -> list[str]:
                 f"  - measured ceilings: GEMM TFLOP/s {gemm}; copy {p['bandwidth'] / 1e12:.2f} TB/s "
                 f"(read + write); L2 {p['l2_bytes'] / 1e6:.0f} MB"
             )
-    lines += [
-        "",
-        "Times are device time per call (CUDA events), the median of many rounds over inputs that "
-        "overflow L2, after warm-up and a correctness check against float64. Speedup = baseline time / "
-        "provider time; % of floor = roofline floor / time. See benchmarks/README.md.",
-        "",
-    ]
     return lines
 
 
 def _compass_section(goals: list[Goal]) -> list[str]:
     model, dtype, batch = COMPASS
-    lines = [f"## Goals: {model}, {dtype}, batch {batch}, inference", "",
-             "| goal | now | status | detail |", "| --- | --- | --- | --- |"]
+    return [f"## Goals: {model}, {dtype}, batch {batch}, inference", ""] + goals_table(goals) + [""]
+
+
+def goals_table(goals: list[Goal]) -> list[str]:
+    lines = ["| goal | now | status | detail |", "| --- | --- | --- | --- |"]
     for g in goals:
         now = "—" if g.value is None else g.shown(g.value)
         lines.append(f"| {g.text} | {now} | {g.status} | {g.detail} |")
-    return lines + [""]
+    return lines
 
 
 def _order(key: tuple) -> tuple:
@@ -134,23 +143,28 @@ def _ratio(base: Optional[Result], r: Result) -> str:
 def _models_section(results: Results) -> list[str]:
     lines = ["## End to end, inference", ""]
     for (model, dtype, batch), rs in _groups(results.of("model")).items():
-        by = {r.provider: r for r in rs}
-        eager, fused = by.get("cudnn-eager"), by.get("cudnn-fused")
-        lines += [f"### {model}, {dtype}, batch {batch}", "",
-                  "| provider | img/s | ms / batch | vs cudnn-eager | vs cudnn-fused | % of floor | peak GB "
-                  "| first call s | rel. error (tol.) |",
-                  "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
-        for provider in (p for p in MODEL_PROVIDERS if p in by):
-            r = by[provider]
-            i = r.info
-            lines.append(
-                f"| {provider} | {i['img_s']:,.0f} | {_ms(r.median_s)} | {_ratio(eager, r)} | "
-                f"{_ratio(fused, r)} | {i['pct_floor']:.0f}% | {i['peak_mem_bytes'] / 1e9:.2f} | "
-                f"{i['first_call_s']:.1f} | {i['rel_err']:.1e} ({i['tol']:.0e}) |"
-            )
-        floor = next(iter(by.values())).info["floor_s"]
-        lines += ["", f"Roofline floor: {batch / floor:,.0f} img/s ({_ms(floor)} ms per batch).", ""]
+        lines += [f"### {model}, {dtype}, batch {batch}", ""] + model_table(rs) + [""]
     return lines
+
+
+def model_table(rs: list[Result]) -> list[str]:
+    """The end-to-end table of one (model, dtype, batch): a row per provider, then the floor."""
+    by = {r.provider: r for r in rs}
+    eager, fused = by.get("cudnn-eager"), by.get("cudnn-fused")
+    lines = ["| provider | img/s | ms / batch | vs cudnn-eager | vs cudnn-fused | % of floor | peak GB "
+             "| first call s | rel. error (tol.) |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for provider in (p for p in MODEL_PROVIDERS if p in by):
+        r = by[provider]
+        i = r.info
+        lines.append(
+            f"| {provider} | {i['img_s']:,.0f} | {_ms(r.median_s)} | {_ratio(eager, r)} | "
+            f"{_ratio(fused, r)} | {i['pct_floor']:.0f}% | {i['peak_mem_bytes'] / 1e9:.2f} | "
+            f"{i['first_call_s']:.1f} | {i['rel_err']:.1e} ({i['tol']:.0e}) |"
+        )
+    floor = next(iter(by.values())).info["floor_s"]
+    batch = next(iter(by.values())).batch
+    return lines + ["", f"Roofline floor: {batch / floor:,.0f} img/s ({_ms(floor)} ms per batch)."]
 
 
 def _layer_cell(r: Optional[Result], eager: Optional[Result], fused: Optional[Result]) -> str:
