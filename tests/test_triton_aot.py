@@ -29,7 +29,7 @@ CONFIGS = {
     "1x1_tma_residual_fp16": ("resnet50.layer1.0.conv3", "float16", False, (128, 256, 64, 8, 3), 1, True, True),
     "1x1_tma_bf16_4warps": ("resnet50.layer4.1.conv1", "bfloat16", False, (128, 128, 64, 4, 4), 1, True, True),
     "1x1_tma_split4_fp16": ("resnet50.layer4.1.conv1", "float16", False, (64, 128, 64, 4, 4), 4, True, True),
-    # Persistent TMA candidates (conv_kernel._persistent_tma_gemm).
+    # Persistent TMA candidates (the PERSISTENT schedule of conv_bn_act_kernel).
     "1x1_persistent_residual_fp16": ("resnet50.layer1.0.conv3", "float16", False, (128, 128, 64, 8, 4), 1, True,
                                      True, True),
     "1x1_persistent_two_per_sm_bf16": ("resnet50.layer4.0.conv3", "bfloat16", False, (128, 64, 64, 4, 3), 1, True,

@@ -410,7 +410,7 @@ def test_tma_needs_hopper(monkeypatch):
     assert args["TMA_OK"]
 
 
-# --- the persistent TMA GEMM (conv_kernel._persistent_tma_gemm) ----------------------------------
+# --- the persistent schedule of the TMA walk (conv_bn_act_kernel, PERSISTENT) ---------------------
 
 PERSISTENT_CASES = {
     "m_and_k_ragged": TMA_CASES["m_and_k_ragged"],  # 4 tiles

@@ -31,6 +31,12 @@ Four ways to walk the reduction, chosen by constexpr flags:
   dilation): the slice runs over (r, s, c) flattened and every column takes
   its tap from a decode table (taps.py).
 
+Two schedules (PERSISTENT): one output tile per program, or (TMA walk only) a
+grid of about one program per SM, each walking output tiles in one flattened,
+software-pipelined loop so that a tile's epilogue overlaps the next tile's
+copies. Both run the same two pieces: _tile_accumulator (the walks above) and
+_tile_output (the epilogue, or split-K partials).
+
 Split-K (SPLIT_K > 1, for grids too small to fill the GPU: late layers at small
 batch): grid axis 2 splits the reduction iterations into SPLIT_K contiguous
 ranges; each program writes its fp32 partial tile to a workspace
@@ -222,46 +228,149 @@ def _tma_k_step(acc, a_desc, b_desc, m0, n0, c, UPCAST: tl.constexpr, DOT_PRECIS
 
 
 @triton.jit
-def _persistent_tma_gemm(a_desc, b_desc, M, P, Q, C, K, out_ptr, scale_ptr, shift_ptr, res_ptr,
-                         son, sok, sop, soq, srn, src, srh, srw, res_channels, res_step,
-                         HAS_SCALE: tl.constexpr, HAS_SHIFT: tl.constexpr, HAS_RES: tl.constexpr,
-                         RELU: tl.constexpr, OUT_DENSE: tl.constexpr, RES_DENSE: tl.constexpr,
-                         EPILOGUE_HALVES: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-                         BLOCK_K: tl.constexpr, UPCAST: tl.constexpr, DOT_PRECISION: tl.constexpr):
-    """The plain-GEMM walk by TMA, persistent: this program computes output tiles
-    program_id(0), + num_programs(0), ... of group program_id(1), each with the full epilogue.
+def _tile_accumulator(pid_m, pid_n, group, x_ptr, w_ptr, in_scale_ptr, in_shift_ptr, tap_ptr, a_desc, b_desc,
+                      M, H, W, P, Q, C, K, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, sxn, sxc, sxh, sxw,
+                      SPLIT_K, R: tl.constexpr, S: tl.constexpr, IS_GEMM: tl.constexpr,
+                      HAS_IN_SCALE: tl.constexpr, HAS_IN_SHIFT: tl.constexpr, UPCAST: tl.constexpr,
+                      DOT_PRECISION: tl.constexpr, ROW_RUN: tl.constexpr, RUN: tl.constexpr,
+                      BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, FLAT_K: tl.constexpr,
+                      TMA: tl.constexpr):
+    """The fp32 accumulator of output tile (pid_m, pid_n) of `group` (int64): this program's
+    range of the reduction (all of it unless split), walked the way the flags say (module
+    docstring). The arguments are the kernel's."""
+    offs_m, img, p, q, mask_m = _output_pixels(pid_m, M, P, Q, BLOCK_M)
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    mask_n = offs_n < K
+    has_pre = HAS_IN_SCALE or HAS_IN_SHIFT
 
-    Tile t of a group is (pid_m, pid_n) = (t // tiles_n, t % tiles_n), N tiles fastest as in
-    the one-tile grid: the programs working at the same time hold neighbouring tiles and share
-    their A rows through L2. `flatten=True` makes the tile loop and the k loop one loop for the
-    software pipeliner, so the copies of the next tile's first k tiles are issued before this
-    tile's epilogue and arrive while it reads the residual and stores; with C = 64 (one k tile
-    per output tile) that overlap is all the pipelining there is.
+    # This group's slice: input channels [group*C, group*C + C), weights
+    # [group] of the packed (G, R*S*C, K) matrix (< 2^31 elements per group;
+    # ROW_RUN: one group, (1, R*RUN, K)).
+    x_base = x_ptr + group * C * sxc
+    w_base = w_ptr + group * (R * S * C * K)
+    ch_base = group * C
+    # Top-left input tap of each output pixel. int32 (|value| < 2^31 for any image
+    # that fits in memory) so the padding checks are 32-bit compares; products
+    # with strides are taken in int64.
+    ih0 = (p * stride_h - pad_h).to(tl.int32)
+    iw0 = (q * stride_w - pad_w).to(tl.int32)
+    # Each pixel's top-left tap in x (int64); a tap adds a per-column or per-iteration offset.
+    pix = img * sxn + ih0.to(tl.int64) * sxh + iw0.to(tl.int64) * sxw
 
-    The epilogue takes its tile from a counter of its own (`done`, one stride behind `tile`
-    where it is read) rather than from the loop's tile coordinates: in the pipelined loop the
-    loads run iterations ahead, and coordinates recomputed at the epilogue need not be kept
-    alive across them. m0 and the channel coordinates are int32, as TMA takes them
-    (tma.operands_allow bounds M below 2^31); the epilogue's pixel index is int64.
-    """
-    group = tl.program_id(1)
-    tiles_n = tl.cdiv(K, BLOCK_N)
-    tiles = tl.cdiv(M, BLOCK_M) * tiles_n
-    k_tiles = C // BLOCK_K  # BLOCK_K divides C on the TMA walk (tuning.tma_loads)
-    ch0 = group * C  # the group's first channel: a column of A, a row of B
-    step = tl.num_programs(0)
-    done = tl.program_id(0) - step
-    for tile in tl.range(tl.program_id(0), tiles, step, flatten=True):
-        m0 = (tile // tiles_n) * BLOCK_M
-        n0 = (tile % tiles_n) * BLOCK_N
-        acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-        for kt in range(0, k_tiles):
-            acc = _tma_k_step(acc, a_desc, b_desc, m0, n0, ch0 + kt * BLOCK_K, UPCAST, DOT_PRECISION)
-        done += step
-        pid_m = done // tiles_n
-        pid_n = done % tiles_n
-        offs_m, _, _, _, mask_m = _output_pixels(pid_m, M, P, Q, BLOCK_M)
-        k0 = group.to(tl.int64) * K + pid_n * BLOCK_N  # global output channel of column 0 (int64)
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    if TMA:
+        acc = _tma_gemm_walk(acc, a_desc, b_desc, pid_m * BLOCK_M, pid_n * BLOCK_N, (group * C).to(tl.int32), C,
+                             SPLIT_K, BLOCK_K, UPCAST, DOT_PRECISION)
+    elif ROW_RUN:
+        # Reduction index kk = r * RUN + j, j = s*C + c < S*C (weights packed with
+        # zero rows for S*C <= j < RUN, weights.py). For tap row r, the S*C values
+        # of a pixel are one contiguous run of x (channels_last, one group, no
+        # horizontal dilation): x[pix + r*dil_h*sxh + j]. RUN is a power of two, so
+        # (r, j) is a shift and a mask; the horizontal padding is a range of j per
+        # pixel: tap s is inside the image iff 0 <= iw0 + s < W, i.e.
+        # max(-iw0, 0)*C <= j < min(W - iw0, S)*C.
+        j_lo = tl.maximum(-iw0, 0) * C
+        j_hi = tl.minimum(W - iw0, S) * C
+        it_lo, it_hi = _split_range(tl.cdiv(R * RUN, BLOCK_K), SPLIT_K)
+        for it in range(it_lo, it_hi):
+            kk = it * BLOCK_K + tl.arange(0, BLOCK_K)
+            r = kk // RUN
+            j = kk % RUN
+            mask_k = r < R
+            ih = ih0[:, None] + (r * dil_h)[None, :]
+            valid = (mask_m[:, None] & mask_k[None, :] & (ih >= 0) & (ih < H)
+                     & (j[None, :] >= j_lo[:, None]) & (j[None, :] < j_hi[:, None]))
+            a = tl.load(x_base + pix[:, None] + ((r * dil_h).to(tl.int64) * sxh + j)[None, :], mask=valid, other=0.0)
+            b = tl.load(w_base + kk[:, None] * K + offs_n[None, :], mask=mask_k[:, None] & mask_n[None, :], other=0.0)
+            if UPCAST:
+                a = a.to(tl.float32)
+                b = b.to(tl.float32)
+            acc = tl.dot(a, b, acc, input_precision=DOT_PRECISION)
+    elif FLAT_K:
+        RSC = R * S * C
+        it_lo, it_hi = _split_range(tl.cdiv(RSC, BLOCK_K), SPLIT_K)
+        for it in range(it_lo, it_hi):
+            kk = it * BLOCK_K + tl.arange(0, BLOCK_K)
+            mask_k = kk < RSC
+            # Column kk's tap offset and channel from the decode table (taps.py), not divisions.
+            dh = tl.load(tap_ptr + kk, mask=mask_k, other=0)
+            dw = tl.load(tap_ptr + RSC + kk, mask=mask_k, other=0)
+            c = tl.load(tap_ptr + 2 * RSC + kk, mask=mask_k, other=0)
+            ih = ih0[:, None] + dh[None, :]
+            iw = iw0[:, None] + dw[None, :]
+            valid = mask_m[:, None] & mask_k[None, :] & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
+            col = dh.to(tl.int64) * sxh + dw.to(tl.int64) * sxw + c.to(tl.int64) * sxc
+            a = tl.load(x_base + pix[:, None] + col[None, :], mask=valid, other=0.0)
+            if has_pre:
+                a = _prologue(a, ch_base + c, mask_k, valid, in_scale_ptr, in_shift_ptr, HAS_IN_SCALE, HAS_IN_SHIFT)
+            b = tl.load(w_base + kk[:, None] * K + offs_n[None, :], mask=mask_k[:, None] & mask_n[None, :], other=0.0)
+            if UPCAST:
+                a = a.to(tl.float32)
+                b = b.to(tl.float32)
+            acc = tl.dot(a, b, acc, input_precision=DOT_PRECISION)
+    else:
+        # One flat loop over (tap, channel slice) pipelines better than two nested loops.
+        # The position (r, s, c0) is stepped from iteration to iteration, not
+        # decoded from `it`: three integer divisions per iteration were a fifth
+        # of the loop's instructions on sm_90 (see benchmarks/NOTES.md).
+        c_steps = tl.cdiv(C, BLOCK_K)
+        it_lo, it_hi = _split_range(R * S * c_steps, SPLIT_K)
+        tap = it_lo // c_steps  # where this split starts, decoded once
+        c0 = (it_lo - tap * c_steps) * BLOCK_K
+        r = tap // S
+        s = tap - r * S
+        for it in range(it_lo, it_hi):
+            # No channel mask: this path runs only when BLOCK_K divides C (tuning.flat_k).
+            offs_c = c0 + tl.arange(0, BLOCK_K)
+            if IS_GEMM:
+                rows = offs_m * sxw  # x[img, :, p, q] at m*sxw: rows are dense
+                ok = mask_m
+            else:
+                dh = r * dil_h
+                dw = s * dil_w
+                ih = ih0 + dh
+                iw = iw0 + dw
+                rows = pix + (dh.to(tl.int64) * sxh + dw.to(tl.int64) * sxw)
+                ok = mask_m & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
+            a = tl.load(x_base + rows[:, None] + (offs_c.to(tl.int64) * sxc)[None, :], mask=ok[:, None], other=0.0)
+            if has_pre:
+                a = _prologue(a, ch_base + offs_c, offs_c < C, ok[:, None], in_scale_ptr, in_shift_ptr,
+                              HAS_IN_SCALE, HAS_IN_SHIFT)
+            kk = (r * S + s) * C + offs_c
+            b = tl.load(w_base + kk[:, None] * K + offs_n[None, :], mask=mask_n[None, :], other=0.0)
+            if UPCAST:
+                a = a.to(tl.float32)
+                b = b.to(tl.float32)
+            acc = tl.dot(a, b, acc, input_precision=DOT_PRECISION)
+            # Next position: the next channel slice, or the first slice of the next tap.
+            c0 += BLOCK_K
+            next_tap = c0 >= C
+            c0 = tl.where(next_tap, 0, c0)
+            s = tl.where(next_tap, s + 1, s)
+            next_row = s == S
+            s = tl.where(next_row, 0, s)
+            r = tl.where(next_row, r + 1, r)
+    return acc
+
+
+@triton.jit
+def _tile_output(acc, pid_m, pid_n, group, M, P, Q, K, out_ptr, scale_ptr, shift_ptr, res_ptr, ws_ptr,
+                 son, sok, sop, soq, srn, src, srh, srw, res_channels, res_step,
+                 HAS_SCALE: tl.constexpr, HAS_SHIFT: tl.constexpr, HAS_RES: tl.constexpr, RELU: tl.constexpr,
+                 OUT_DENSE: tl.constexpr, RES_DENSE: tl.constexpr, EPILOGUE_HALVES: tl.constexpr,
+                 BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, SPLIT: tl.constexpr):
+    """Output tile (pid_m, pid_n) of `group` (int64) from its accumulator: the fused epilogue,
+    or with SPLIT this program's fp32 partial sums into the workspace."""
+    offs_m, _, _, _, mask_m = _output_pixels(pid_m, M, P, Q, BLOCK_M)
+    k0 = group * K + pid_n * BLOCK_N  # global output channel of the tile's first column (int64)
+    k_out = k0 + tl.arange(0, BLOCK_N)
+    if SPLIT:
+        # Partial sums of this program's iteration range; the epilogue runs in splitk_epilogue_kernel.
+        KT = tl.num_programs(1) * K  # all output channels
+        ws_rows = (tl.program_id(2).to(tl.int64) * M + offs_m) * KT  # row (split, m) of the workspace
+        mask_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N) < K  # columns inside the group's K channels
+        tl.store(ws_ptr + ws_rows[:, None] + k_out[None, :], acc, mask=mask_m[:, None] & mask_n[None, :])
+    else:
         _epilogue_store(acc, offs_m, mask_m, k0, K - pid_n * BLOCK_N, P, Q, out_ptr, scale_ptr, shift_ptr, res_ptr,
                         son, sok, sop, soq, srn, src, srh, srw, res_channels, res_step,
                         HAS_SCALE, HAS_SHIFT, HAS_RES, RELU, OUT_DENSE, RES_DENSE, EPILOGUE_HALVES)
@@ -310,147 +419,46 @@ def conv_bn_act_kernel(
     EPILOGUE_HALVES: tl.constexpr,  # see _epilogue_store
     TMA_OK: tl.constexpr,  # the call allows TMA loads (tma.applies); part of the autotune key
     TMA: tl.constexpr,  # load A and B by TMA (tuning.tma_loads: the config asks and TMA_OK and BLOCK_K | C)
-    PERSISTENT: tl.constexpr,  # the persistent TMA GEMM (tuning.persistent: the config asks, TMA and no split)
+    PERSISTENT: tl.constexpr,  # each program walks output tiles (tuning.persistent: the config asks, TMA, no split)
 ):
+    # Grid (one-tile): (M tiles * N tiles, groups, splits). N tiles vary fastest, so the programs
+    # running together share their A (activation) tile through L2; the weights are small and
+    # stay in L2 anyway. Persistent: (tuning.persistent_programs, groups, 1), program p taking
+    # tiles p, p + programs, ... in the same order.
+    group = tl.program_id(1).to(tl.int64)
+    num_pid_n = tl.cdiv(K, BLOCK_N)
     if PERSISTENT:
-        _persistent_tma_gemm(a_desc, b_desc, M, P, Q, C, K, out_ptr, scale_ptr, shift_ptr, res_ptr,
-                             son, sok, sop, soq, srn, src, srh, srw, res_channels, res_step,
-                             HAS_SCALE, HAS_SHIFT, HAS_RES, RELU, OUT_DENSE, RES_DENSE, EPILOGUE_HALVES,
-                             BLOCK_M, BLOCK_N, BLOCK_K, UPCAST, DOT_PRECISION)
+        # One loop over this program's tiles and, flattened into it (flatten=True), each tile's
+        # reduction: the software pipeliner then issues the next tile's first copies before this
+        # tile's epilogue, which they overlap (see benchmarks/NOTES.md). The epilogue takes its
+        # tile from a counter of its own (`done`, one stride behind `tile` where it is read), as
+        # Triton's persistent matmul does: in the pipelined loop the loads run iterations ahead,
+        # and coordinates recomputed at the epilogue need not be kept alive across them.
+        tiles = tl.cdiv(M, BLOCK_M) * num_pid_n
+        step = tl.num_programs(0)
+        done = tl.program_id(0) - step
+        for tile in tl.range(tl.program_id(0), tiles, step, flatten=True):
+            acc = _tile_accumulator(tile // num_pid_n, tile % num_pid_n, group, x_ptr, w_ptr, in_scale_ptr,
+                                    in_shift_ptr, tap_ptr, a_desc, b_desc, M, H, W, P, Q, C, K, stride_h,
+                                    stride_w, pad_h, pad_w, dil_h, dil_w, sxn, sxc, sxh, sxw, SPLIT_K, R, S,
+                                    IS_GEMM, HAS_IN_SCALE, HAS_IN_SHIFT, UPCAST, DOT_PRECISION, ROW_RUN, RUN,
+                                    BLOCK_M, BLOCK_N, BLOCK_K, FLAT_K, TMA)
+            done += step
+            _tile_output(acc, done // num_pid_n, done % num_pid_n, group, M, P, Q, K, out_ptr, scale_ptr,
+                         shift_ptr, res_ptr, ws_ptr, son, sok, sop, soq, srn, src, srh, srw, res_channels,
+                         res_step, HAS_SCALE, HAS_SHIFT, HAS_RES, RELU, OUT_DENSE, RES_DENSE, EPILOGUE_HALVES,
+                         BLOCK_M, BLOCK_N, SPLIT)
     else:
-        # Grid: (M tiles * N tiles, groups). N tiles vary fastest, so the programs
-        # running together share their A (activation) tile through L2; the weights
-        # are small and stay in L2 anyway.
         pid = tl.program_id(0)
-        group = tl.program_id(1).to(tl.int64)
-        num_pid_n = tl.cdiv(K, BLOCK_N)
         pid_m = pid // num_pid_n
         pid_n = pid % num_pid_n
-
-        offs_m, img, p, q, mask_m = _output_pixels(pid_m, M, P, Q, BLOCK_M)
-        offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-        mask_n = offs_n < K
-        has_pre = HAS_IN_SCALE or HAS_IN_SHIFT
-
-        # This group's slice: input channels [group*C, group*C + C), weights
-        # [group] of the packed (G, R*S*C, K) matrix (< 2^31 elements per group;
-        # ROW_RUN: one group, (1, R*RUN, K)).
-        x_base = x_ptr + group * C * sxc
-        w_base = w_ptr + group * (R * S * C * K)
-        ch_base = group * C
-        # Top-left input tap of each output pixel. int32 (|value| < 2^31 for any image
-        # that fits in memory) so the padding checks are 32-bit compares; products
-        # with strides are taken in int64.
-        ih0 = (p * stride_h - pad_h).to(tl.int32)
-        iw0 = (q * stride_w - pad_w).to(tl.int32)
-        # Each pixel's top-left tap in x (int64); a tap adds a per-column or per-iteration offset.
-        pix = img * sxn + ih0.to(tl.int64) * sxh + iw0.to(tl.int64) * sxw
-
-        acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-        if TMA:
-            acc = _tma_gemm_walk(acc, a_desc, b_desc, pid_m * BLOCK_M, pid_n * BLOCK_N, (group * C).to(tl.int32), C,
-                                 SPLIT_K, BLOCK_K, UPCAST, DOT_PRECISION)
-        elif ROW_RUN:
-            # Reduction index kk = r * RUN + j, j = s*C + c < S*C (weights packed with
-            # zero rows for S*C <= j < RUN, weights.py). For tap row r, the S*C values
-            # of a pixel are one contiguous run of x (channels_last, one group, no
-            # horizontal dilation): x[pix + r*dil_h*sxh + j]. RUN is a power of two, so
-            # (r, j) is a shift and a mask; the horizontal padding is a range of j per
-            # pixel: tap s is inside the image iff 0 <= iw0 + s < W, i.e.
-            # max(-iw0, 0)*C <= j < min(W - iw0, S)*C.
-            j_lo = tl.maximum(-iw0, 0) * C
-            j_hi = tl.minimum(W - iw0, S) * C
-            it_lo, it_hi = _split_range(tl.cdiv(R * RUN, BLOCK_K), SPLIT_K)
-            for it in range(it_lo, it_hi):
-                kk = it * BLOCK_K + tl.arange(0, BLOCK_K)
-                r = kk // RUN
-                j = kk % RUN
-                mask_k = r < R
-                ih = ih0[:, None] + (r * dil_h)[None, :]
-                valid = (mask_m[:, None] & mask_k[None, :] & (ih >= 0) & (ih < H)
-                         & (j[None, :] >= j_lo[:, None]) & (j[None, :] < j_hi[:, None]))
-                a = tl.load(x_base + pix[:, None] + ((r * dil_h).to(tl.int64) * sxh + j)[None, :], mask=valid, other=0.0)
-                b = tl.load(w_base + kk[:, None] * K + offs_n[None, :], mask=mask_k[:, None] & mask_n[None, :], other=0.0)
-                if UPCAST:
-                    a = a.to(tl.float32)
-                    b = b.to(tl.float32)
-                acc = tl.dot(a, b, acc, input_precision=DOT_PRECISION)
-        elif FLAT_K:
-            RSC = R * S * C
-            it_lo, it_hi = _split_range(tl.cdiv(RSC, BLOCK_K), SPLIT_K)
-            for it in range(it_lo, it_hi):
-                kk = it * BLOCK_K + tl.arange(0, BLOCK_K)
-                mask_k = kk < RSC
-                # Column kk's tap offset and channel from the decode table (taps.py), not divisions.
-                dh = tl.load(tap_ptr + kk, mask=mask_k, other=0)
-                dw = tl.load(tap_ptr + RSC + kk, mask=mask_k, other=0)
-                c = tl.load(tap_ptr + 2 * RSC + kk, mask=mask_k, other=0)
-                ih = ih0[:, None] + dh[None, :]
-                iw = iw0[:, None] + dw[None, :]
-                valid = mask_m[:, None] & mask_k[None, :] & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
-                col = dh.to(tl.int64) * sxh + dw.to(tl.int64) * sxw + c.to(tl.int64) * sxc
-                a = tl.load(x_base + pix[:, None] + col[None, :], mask=valid, other=0.0)
-                if has_pre:
-                    a = _prologue(a, ch_base + c, mask_k, valid, in_scale_ptr, in_shift_ptr, HAS_IN_SCALE, HAS_IN_SHIFT)
-                b = tl.load(w_base + kk[:, None] * K + offs_n[None, :], mask=mask_k[:, None] & mask_n[None, :], other=0.0)
-                if UPCAST:
-                    a = a.to(tl.float32)
-                    b = b.to(tl.float32)
-                acc = tl.dot(a, b, acc, input_precision=DOT_PRECISION)
-        else:
-            # One flat loop over (tap, channel slice) pipelines better than two nested loops.
-            # The position (r, s, c0) is stepped from iteration to iteration, not
-            # decoded from `it`: three integer divisions per iteration were a fifth
-            # of the loop's instructions on sm_90 (see benchmarks/NOTES.md).
-            c_steps = tl.cdiv(C, BLOCK_K)
-            it_lo, it_hi = _split_range(R * S * c_steps, SPLIT_K)
-            tap = it_lo // c_steps  # where this split starts, decoded once
-            c0 = (it_lo - tap * c_steps) * BLOCK_K
-            r = tap // S
-            s = tap - r * S
-            for it in range(it_lo, it_hi):
-                # No channel mask: this path runs only when BLOCK_K divides C (tuning.flat_k).
-                offs_c = c0 + tl.arange(0, BLOCK_K)
-                if IS_GEMM:
-                    rows = offs_m * sxw  # x[img, :, p, q] at m*sxw: rows are dense
-                    ok = mask_m
-                else:
-                    dh = r * dil_h
-                    dw = s * dil_w
-                    ih = ih0 + dh
-                    iw = iw0 + dw
-                    rows = pix + (dh.to(tl.int64) * sxh + dw.to(tl.int64) * sxw)
-                    ok = mask_m & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
-                a = tl.load(x_base + rows[:, None] + (offs_c.to(tl.int64) * sxc)[None, :], mask=ok[:, None], other=0.0)
-                if has_pre:
-                    a = _prologue(a, ch_base + offs_c, offs_c < C, ok[:, None], in_scale_ptr, in_shift_ptr,
-                                  HAS_IN_SCALE, HAS_IN_SHIFT)
-                kk = (r * S + s) * C + offs_c
-                b = tl.load(w_base + kk[:, None] * K + offs_n[None, :], mask=mask_n[None, :], other=0.0)
-                if UPCAST:
-                    a = a.to(tl.float32)
-                    b = b.to(tl.float32)
-                acc = tl.dot(a, b, acc, input_precision=DOT_PRECISION)
-                # Next position: the next channel slice, or the first slice of the next tap.
-                c0 += BLOCK_K
-                next_tap = c0 >= C
-                c0 = tl.where(next_tap, 0, c0)
-                s = tl.where(next_tap, s + 1, s)
-                next_row = s == S
-                s = tl.where(next_row, 0, s)
-                r = tl.where(next_row, r + 1, r)
-
-        k0 = group * K + pid_n * BLOCK_N  # global output channel of the tile's first column (int64)
-        k_out = k0 + tl.arange(0, BLOCK_N)
-        if SPLIT:
-            # Partial sums of this program's iteration range; the epilogue runs in splitk_epilogue_kernel.
-            KT = tl.num_programs(1) * K  # all output channels
-            ws_rows = (tl.program_id(2).to(tl.int64) * M + offs_m) * KT  # row (split, m) of the workspace
-            tl.store(ws_ptr + ws_rows[:, None] + k_out[None, :], acc, mask=mask_m[:, None] & mask_n[None, :])
-        else:
-            _epilogue_store(acc, offs_m, mask_m, k0, K - pid_n * BLOCK_N, P, Q, out_ptr, scale_ptr, shift_ptr, res_ptr,
-                            son, sok, sop, soq, srn, src, srh, srw, res_channels, res_step,
-                            HAS_SCALE, HAS_SHIFT, HAS_RES, RELU, OUT_DENSE, RES_DENSE, EPILOGUE_HALVES)
+        acc = _tile_accumulator(pid_m, pid_n, group, x_ptr, w_ptr, in_scale_ptr, in_shift_ptr, tap_ptr, a_desc,
+                                b_desc, M, H, W, P, Q, C, K, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, sxn,
+                                sxc, sxh, sxw, SPLIT_K, R, S, IS_GEMM, HAS_IN_SCALE, HAS_IN_SHIFT, UPCAST,
+                                DOT_PRECISION, ROW_RUN, RUN, BLOCK_M, BLOCK_N, BLOCK_K, FLAT_K, TMA)
+        _tile_output(acc, pid_m, pid_n, group, M, P, Q, K, out_ptr, scale_ptr, shift_ptr, res_ptr, ws_ptr,
+                     son, sok, sop, soq, srn, src, srh, srw, res_channels, res_step, HAS_SCALE, HAS_SHIFT,
+                     HAS_RES, RELU, OUT_DENSE, RES_DENSE, EPILOGUE_HALVES, BLOCK_M, BLOCK_N, SPLIT)
 
 
 @triton.jit

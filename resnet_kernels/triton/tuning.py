@@ -7,8 +7,8 @@ candidates apply (ROW_RUN, TMA_OK), plus the tensor dtypes that
 triton.autotune appends itself.
 
 Candidates: pointer-load tiles (_HOPPER) for every shape, and TMA tiles
-(_HOPPER_TMA, tma.py) and persistent TMA tiles (_HOPPER_PERSISTENT,
-conv_kernel._persistent_tma_gemm) where the call allows TMA loads; the
+(_HOPPER_TMA, tma.py) and persistent TMA tiles (_HOPPER_PERSISTENT, the
+PERSISTENT schedule of conv_kernel) where the call allows TMA loads; the
 autotuner keeps a TMA or persistent tile only where it beats the pointer ones.
 They come last, so a run without timing (below) takes the pointer tile it
 always took.
@@ -62,7 +62,7 @@ _HOPPER_TMA = [
     (128, 64, 64, 4, 4),
     (64, 128, 64, 4, 4),
 ]
-# Persistent TMA candidates (conv_kernel._persistent_tma_gemm, same format): a grid of
+# Persistent TMA candidates (the PERSISTENT schedule of conv_kernel, same format): a grid of
 # persistent_programs programs, each walking output tiles in one software-pipelined loop, so a
 # tile's epilogue (residual read, output store) runs while the next tile's operands are copied.
 # Aimed at the memory-bound 1x1s with 1-4 k tiles per output tile (C = 64..256: most of
@@ -187,10 +187,11 @@ def tma_loads(args: dict) -> bool:
 
 
 def persistent(args: dict) -> bool:
-    """The kernel's PERSISTENT flag: run the persistent TMA GEMM (conv_kernel._persistent_tma_gemm).
+    """The kernel's PERSISTENT flag: walk output tiles in one flattened loop (conv_bn_act_kernel).
     The config asks for it, the launch loads by TMA (the decided TMA flag, so this heuristic comes
     after tma_loads) and the reduction is not split (a split launch has a grid axis of splits and
-    an epilogue of its own)."""
+    an epilogue of its own). TMA only: flattened, the pointer walks compile without a cp.async
+    pipeline (benchmarks/NOTES.md), so they keep their one-tile programs."""
     return bool(args["PERSISTENT"]) and bool(args["TMA"]) and args["SPLIT_K"] == 1
 
 
