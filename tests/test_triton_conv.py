@@ -460,6 +460,18 @@ def test_persistent_walk_is_not_taken_where_it_must_not_be(what, gen, monkeypatc
     assert kwargs["grid"](kwargs) == (_tiles(kwargs, TMA_SPEC), 1, 2 if what == "split_k" else 1)
 
 
+def test_persistent_schedule_can_be_switched_off(gen, monkeypatch):
+    """RESNET_KERNELS_TRITON_PERSISTENT=0: a forced persistent candidate runs the one-tile TMA walk."""
+    _force_config(monkeypatch, TMA_SPEC, persistent=True)
+    monkeypatch.setenv(tuning.PERSISTENT_ENV, "0")
+    launches = _launches(monkeypatch)
+    case = PERSISTENT_CASES["four_tiles_per_program"]
+    _check(case, *_inputs(case, torch.float16, gen))
+    kwargs = launches[0]
+    assert not kwargs["PERSISTENT_OK"] and not kwargs["PERSISTENT"] and kwargs["TMA"]
+    assert kwargs["grid"](kwargs) == (_tiles(kwargs, TMA_SPEC), 1, 1)
+
+
 def test_persistent_programs():
     """One program per SM (two for tiles of at most 128x64), split among the groups, never more
     than the tiles, at least one; the interpreter's fixed few on the CPU."""

@@ -105,9 +105,10 @@ def hopper(monkeypatch, tmp_path):
     return tuning.autotune_configs()
 
 
-def _args(dtype=torch.float16, M=50176, K=64, C=64, R=3, S=3, SPLIT_K=1, TMA_OK=False):
+def _args(dtype=torch.float16, M=50176, K=64, C=64, R=3, S=3, SPLIT_K=1, TMA_OK=False, PERSISTENT_OK=True):
     return {"x_ptr": torch.empty(1, dtype=dtype), "M": M, "K": K, "C": C, "R": R, "S": S,
-            "stride_h": 1, "stride_w": 1, "SPLIT_K": SPLIT_K, "ROW_RUN": False, "TMA_OK": TMA_OK}
+            "stride_h": 1, "stride_w": 1, "SPLIT_K": SPLIT_K, "ROW_RUN": False, "TMA_OK": TMA_OK,
+            "PERSISTENT_OK": PERSISTENT_OK}
 
 
 def _tma(configs):
@@ -209,12 +210,34 @@ def test_persistent_candidates_only_for_unsplit_tma_calls(hopper):
     split = tuning.prune_configs(hopper, {**gemm, "SPLIT_K": 4})
     assert len(_tma(split)) == len(tuning._HOPPER_TMA) and not _persistent(split)
     assert not _persistent(tuning.prune_configs(hopper, {**gemm, "TMA_OK": False}))
+    switched_off = tuning.prune_configs(hopper, {**gemm, "PERSISTENT_OK": False})
+    assert not _persistent(switched_off) and len(_tma(switched_off)) == len(tuning._HOPPER_TMA)
 
 
-@pytest.mark.parametrize("asked,tma,split_k,expected", [(1, True, 1, True), (0, True, 1, False),
-                                                         (1, False, 1, False), (1, True, 2, False)])
-def test_persistent_flag_needs_tma_loads_and_no_split(asked, tma, split_k, expected):
-    assert tuning.persistent({"PERSISTENT": asked, "TMA": tma, "SPLIT_K": split_k}) == expected
+@pytest.mark.parametrize("asked,allowed,tma,split_k,expected", [
+    (1, True, True, 1, True), (0, True, True, 1, False), (1, False, True, 1, False), (1, True, False, 1, False),
+    (1, True, True, 2, False)])
+def test_persistent_flag_needs_the_switch_tma_loads_and_no_split(asked, allowed, tma, split_k, expected):
+    args = {"PERSISTENT": asked, "PERSISTENT_OK": allowed, "TMA": tma, "SPLIT_K": split_k}
+    assert tuning.persistent(args) == expected
+
+
+def test_the_persistent_switch_is_part_of_the_tuning_key(hopper, monkeypatch):
+    """A winner remembered with persistent candidates on is not reused with them switched off."""
+    monkeypatch.delenv(tuning.PERSISTENT_ENV, raising=False)
+    assert tuning.persistent_allowed()
+    monkeypatch.setenv(tuning.PERSISTENT_ENV, "0")
+    assert not tuning.persistent_allowed()
+    args = _args(R=1, S=1, C=256, K=256, TMA_OK=True)
+    winner = _persistent(hopper)[0]
+
+    class Kernel:
+        best_config = winner
+
+    tuning.remember(Kernel, args)
+    assert tuning.prune_configs(hopper, args) == [winner]
+    assert tuning.shape_key(args) != tuning.shape_key({**args, "PERSISTENT_OK": False})
+    assert not _persistent(tuning.prune_configs(hopper, {**args, "PERSISTENT_OK": False}))
 
 
 def test_a_remembered_persistent_winner_is_kept_apart_from_its_one_tile_twin(hopper):

@@ -135,6 +135,7 @@ def kernel_args(
         DOT_PRECISION="tf32" if x.dtype == torch.float32 and torch.backends.cudnn.allow_tf32 else "ieee",
     )
     args["TMA_OK"] = tma.applies(args)
+    args["PERSISTENT_OK"] = tuning.persistent_allowed()
     return args, kernel_groups
 
 

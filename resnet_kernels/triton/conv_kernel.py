@@ -419,7 +419,8 @@ def conv_bn_act_kernel(
     EPILOGUE_HALVES: tl.constexpr,  # see _epilogue_store
     TMA_OK: tl.constexpr,  # the call allows TMA loads (tma.applies); part of the autotune key
     TMA: tl.constexpr,  # load A and B by TMA (tuning.tma_loads: the config asks and TMA_OK and BLOCK_K | C)
-    PERSISTENT: tl.constexpr,  # each program walks output tiles (tuning.persistent: the config asks, TMA, no split)
+    PERSISTENT_OK: tl.constexpr,  # the persistent schedule is not switched off; part of the autotune key
+    PERSISTENT: tl.constexpr,  # each program walks output tiles (tuning.persistent: asked, allowed, TMA, no split)
 ):
     # Grid (one-tile): (M tiles * N tiles, groups, splits). N tiles vary fastest, so the programs
     # running together share their A (activation) tile through L2; the weights are small and

@@ -3,7 +3,7 @@ and the on-disk memory of winners.
 
 Key: the conv shape as the kernel sees it, (M, K, C, R, S, stride) with K and C
 per (merged) group, the split-K factor, the walk flags that change which
-candidates apply (ROW_RUN, TMA_OK), plus the tensor dtypes that
+candidates apply (ROW_RUN, TMA_OK, PERSISTENT_OK), plus the tensor dtypes that
 triton.autotune appends itself.
 
 Candidates: pointer-load tiles (_HOPPER) for every shape, and TMA tiles
@@ -36,7 +36,7 @@ import triton
 
 from .tuning_cache import TuningCache, default_path
 
-TUNING_KEY = ["M", "K", "C", "R", "S", "stride_h", "stride_w", "SPLIT_K", "ROW_RUN", "TMA_OK"]
+TUNING_KEY = ["M", "K", "C", "R", "S", "stride_h", "stride_w", "SPLIT_K", "ROW_RUN", "TMA_OK", "PERSISTENT_OK"]
 
 # (BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages): Hopper tiles for the
 # shapes ResNets have (K = 64..2048 output channels, M from 49 to 800k pixels).
@@ -83,6 +83,10 @@ _SMEM_BUDGET = 200 * 1024
 
 
 AUTOTUNE_ENV = "RESNET_KERNELS_TRITON_AUTOTUNE"
+# "0" leaves the persistent candidates out (read per call into the kernel's PERSISTENT_OK, part of
+# the autotune key, so a remembered persistent winner is not reused with the switch off): for
+# measuring the one-tile TMA tiles alone.
+PERSISTENT_ENV = "RESNET_KERNELS_TRITON_PERSISTENT"
 
 
 def cdiv(a: int, b: int) -> int:
@@ -186,13 +190,19 @@ def tma_loads(args: dict) -> bool:
     return bool(args["TMA"]) and args["TMA_OK"] and args["C"] % args["BLOCK_K"] == 0
 
 
+def persistent_allowed() -> bool:
+    """The host's PERSISTENT_OK: RESNET_KERNELS_TRITON_PERSISTENT is not "0"."""
+    return os.environ.get(PERSISTENT_ENV, "1") != "0"
+
+
 def persistent(args: dict) -> bool:
     """The kernel's PERSISTENT flag: walk output tiles in one flattened loop (conv_bn_act_kernel).
-    The config asks for it, the launch loads by TMA (the decided TMA flag, so this heuristic comes
+    The config asks for it, the call allows it (PERSISTENT_OK, persistent_allowed), the launch
+    loads by TMA (the decided TMA flag, so this heuristic comes
     after tma_loads) and the reduction is not split (a split launch has a grid axis of splits and
     an epilogue of its own). TMA only: flattened, the pointer walks compile without a cp.async
     pipeline (benchmarks/NOTES.md), so they keep their one-tile programs."""
-    return bool(args["PERSISTENT"]) and bool(args["TMA"]) and args["SPLIT_K"] == 1
+    return bool(args["PERSISTENT"]) and args["PERSISTENT_OK"] and bool(args["TMA"]) and args["SPLIT_K"] == 1
 
 
 def persistent_programs(tiles: int, groups: int, block_m: int, block_n: int, device) -> int:
@@ -259,10 +269,12 @@ def disk_cache(device) -> TuningCache:
 
 def _applies(cfg: triton.Config, args: dict) -> bool:
     """A pointer config applies to every call; a TMA config where it would load by TMA; a
-    persistent one where it would also run persistent (an unsplit call)."""
+    persistent one where it would also run persistent (tuning.persistent)."""
     if not cfg.kwargs["TMA"]:
         return True
-    return tma_loads({**args, **cfg.kwargs}) and (not cfg.kwargs["PERSISTENT"] or args["SPLIT_K"] == 1)
+    if not cfg.kwargs["PERSISTENT"]:
+        return tma_loads({**args, **cfg.kwargs})
+    return persistent({**args, **cfg.kwargs, "TMA": tma_loads({**args, **cfg.kwargs})})
 
 
 def prune_configs(configs: list, named_args: dict, **kwargs) -> list:
