@@ -198,10 +198,10 @@ def persistent_allowed() -> bool:
 def persistent(args: dict) -> bool:
     """The kernel's PERSISTENT flag: walk output tiles in one flattened loop (conv_bn_act_kernel).
     The config asks for it, the call allows it (PERSISTENT_OK, persistent_allowed), the launch
-    loads by TMA (the decided TMA flag, so this heuristic comes
-    after tma_loads) and the reduction is not split (a split launch has a grid axis of splits and
-    an epilogue of its own). TMA only: flattened, the pointer walks compile without a cp.async
-    pipeline (benchmarks/NOTES.md), so they keep their one-tile programs."""
+    loads by TMA (the decided TMA flag, so this heuristic comes after tma_loads) and the reduction
+    is not split (a split launch has a grid axis of splits and an epilogue of its own). TMA only:
+    flattened, the pointer walks compile without a cp.async pipeline (benchmarks/NOTES.md), so
+    they keep their one-tile programs."""
     return bool(args["PERSISTENT"]) and args["PERSISTENT_OK"] and bool(args["TMA"]) and args["SPLIT_K"] == 1
 
 
