@@ -132,3 +132,17 @@ def kernels_run(fn):
         y = fn()
         torch.cuda.synchronize()
     return y, [e.key for e in prof.key_averages()]
+
+
+def record_runs(monkeypatch, fn) -> list:
+    """The keyword arguments of every `fn.run` call from now on (a Triton JIT function: what a
+    launch or warm-up hands it after the autotuner and the heuristics), the call still made."""
+    calls = []
+    run = fn.run
+
+    def recording_run(*args, **kwargs):
+        calls.append(kwargs)
+        return run(*args, **kwargs)
+
+    monkeypatch.setattr(fn, "run", recording_run)
+    return calls

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 import triton
 import triton.language as tl
 from conftest import HAS_CUDA, needs_cuda
-from helpers import REL_TOL, assert_within_cudnn_error, oracle, rel_error
+from helpers import REL_TOL, assert_within_cudnn_error, oracle, record_runs, rel_error
 
 import resnet_kernels
 from resnet_kernels._args import output_memory_format
@@ -284,16 +284,7 @@ def _launches(monkeypatch):
     the autotuner and the heuristics)."""
     from resnet_kernels.triton.conv_kernel import conv_bn_act_kernel
 
-    calls = []
-    jit = conv_bn_act_kernel.fn.fn
-    run = jit.run
-
-    def recording_run(*args, **kwargs):
-        calls.append(kwargs)
-        return run(*args, **kwargs)
-
-    monkeypatch.setattr(jit, "run", recording_run)
-    return calls
+    return record_runs(monkeypatch, conv_bn_act_kernel.fn.fn)
 
 
 TMA_CASES = {

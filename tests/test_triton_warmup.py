@@ -9,22 +9,11 @@ record what reaches that last step.
 import pytest
 import torch
 from triton.tools.tensor_descriptor import TensorDescriptor
+from helpers import record_runs
 
 from resnet_kernels.layer_shapes import model_layers
 from resnet_kernels.triton import tma, tuning, warmup
 from resnet_kernels.triton.conv_kernel import conv_bn_act_kernel, splitk_epilogue_kernel
-
-
-def _record(monkeypatch, fn):
-    calls = []
-    run = fn.run
-
-    def recording_run(*args, **kwargs):
-        calls.append(kwargs)
-        return run(*args, **kwargs)
-
-    monkeypatch.setattr(fn, "run", recording_run)
-    return calls
 
 
 def test_shapes_are_distinct_across_models_batches_and_dtypes():
@@ -36,7 +25,7 @@ def test_shapes_are_distinct_across_models_batches_and_dtypes():
 
 
 def test_warm_layer_reaches_the_kernel_as_a_warmup_with_the_launch_arguments(monkeypatch):
-    calls = _record(monkeypatch, conv_bn_act_kernel.fn.fn)  # autotune -> heuristics -> kernel
+    calls = record_runs(monkeypatch, conv_bn_act_kernel.fn.fn)  # autotune -> heuristics -> kernel
     layer = next(lay for lay in model_layers("resnet50") if lay.name == "layer1.0.conv3")
     assert warmup.warm_layer(layer, 2, "fp16", device="cpu") == len(tuning.autotune_configs())
     (kwargs,) = calls
@@ -70,7 +59,7 @@ def test_warm_up_adds_the_tma_candidates_only_where_they_apply(name, tma_candida
     monkeypatch.setattr(tma, "device_has_tma", lambda device: False)
     without = warmup.warm_layer(layer, 256, "fp16", device="cpu")
     monkeypatch.setattr(tma, "device_has_tma", lambda device: True)
-    calls = _record(monkeypatch, conv_bn_act_kernel.fn.fn)
+    calls = record_runs(monkeypatch, conv_bn_act_kernel.fn.fn)
     assert warmup.warm_layer(layer, 256, "fp16", device="cpu") == without + tma_candidates + persistent_candidates
     tma_calls = [kw for kw in calls if kw["TMA"]]
     assert len(tma_calls) == tma_candidates + persistent_candidates
@@ -104,7 +93,7 @@ def test_warm_up_and_launch_reach_the_same_specialisation(monkeypatch):
 
     monkeypatch.setattr(conv_bn_act_kernel, "configs", [tuning._config((32, 32, 16, 4, 1), tma=True)])
     monkeypatch.setattr(tuning, "remember", lambda *args: None)
-    calls = _record(monkeypatch, conv_bn_act_kernel.fn.fn)
+    calls = record_runs(monkeypatch, conv_bn_act_kernel.fn.fn)
     layer = ConvLayer("small1x1", 32, 48, 5, 5, 1, 1, 1, 0, 1, True, True)
     warmup.warm_layer(layer, 2, "fp16", device="cpu")
     call = conv_layer_call(layer, "float16", batch=2)
@@ -116,8 +105,8 @@ def test_warm_up_and_launch_reach_the_same_specialisation(monkeypatch):
 
 def test_a_split_call_also_warms_its_reduce_kernel(monkeypatch):
     monkeypatch.setattr(tuning, "num_sms", lambda device: 132)  # an H100's SMs: batch 1 on 7x7 splits
-    conv_calls = _record(monkeypatch, conv_bn_act_kernel.fn.fn)
-    reduce_calls = _record(monkeypatch, splitk_epilogue_kernel)
+    conv_calls = record_runs(monkeypatch, conv_bn_act_kernel.fn.fn)
+    reduce_calls = record_runs(monkeypatch, splitk_epilogue_kernel)
     layer = next(lay for lay in model_layers("resnet50") if lay.name == "layer4.1.conv2")
     assert warmup.warm_layer(layer, 1, "bf16", device="cpu") == len(tuning.autotune_configs()) + 1
     assert conv_calls[0]["SPLIT_K"] > 1 and conv_calls[0]["SPLIT"]

@@ -3,7 +3,7 @@
 The autotuner keeps the config of its latest launch (`best_config`, set on a
 cached or a freshly timed pick alike); the layer benchmark asks right after
 its own launches, so that is the layer's tile. Whether the reduction was split
-is the backend's own rule (conv.kernel_args) applied to the layer's call.
+is the backend's own rule (conv.default_split) applied to the layer's geometry.
 """
 
 from __future__ import annotations
@@ -28,14 +28,12 @@ def triton_label(layer: ConvLayer, x: torch.Tensor) -> Optional[str]:
     """The tile of the Triton kernel's latest launch and the split of `layer`'s reduction on input
     x, e.g. '64x64x64 w4 s3 split 9'; None before any launch. A config that asked for TMA names
     it even where the call could not take it (the autotuner only offers it where it can)."""
-    from ..triton.aot import conv_layer_call
-    from ..triton.conv import kernel_args
+    from ..triton.conv import default_split
     from ..triton.conv_kernel import conv_bn_act_kernel
 
     cfg = getattr(conv_bn_act_kernel, "best_config", None)
     if cfg is None:
         return None
-    dtype = str(x.dtype).replace("torch.", "")
-    args, _ = kernel_args(*conv_layer_call(layer, dtype, batch=x.shape[0], device=x.device))
-    split = args["SPLIT_K"]
+    split = default_split(x.shape[0] * layer.P * layer.Q, layer.K, layer.C // layer.groups, layer.R, layer.S,
+                          layer.groups, x.device)
     return config_label(cfg) + (f" split {split}" if split > 1 else "")

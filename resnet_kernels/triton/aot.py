@@ -137,14 +137,24 @@ def main_loop(code: list) -> list:
     branches that hold a wgmma (HGMMA), the shortest. Each warp runs it once per k tile. The
     mbarrier waits of a TMA pipeline retry out of line (a two-instruction spin after the
     kernel's end, not counted): this is the count when the data is already there."""
+    loops = [[text for _, text in body] for body in _loops(code)]
+    return min((body for body in loops if any("HGMMA" in text for text in body)), key=len, default=[])
+
+
+def _branch_target(op: str):
+    """The address a branch instruction jumps to, or None for any other instruction."""
+    branch = re.search(r"\bBRA\s+0x([0-9a-f]+)", op)
+    return int(branch.group(1), 16) if branch else None
+
+
+def _loops(code: list) -> list:
+    """The (address, text) bodies [target, branch] of the backward branches, in code order."""
     loops = []
     for addr, op in code:
-        branch = re.search(r"\bBRA\s+0x([0-9a-f]+)", op)
-        if branch and int(branch.group(1), 16) < addr:
-            body = [text for a, text in code if int(branch.group(1), 16) <= a <= addr]
-            if any("HGMMA" in text for text in body):
-                loops.append(body)
-    return min(loops, key=len, default=[])
+        target = _branch_target(op)
+        if target is not None and target < addr:
+            loops.append([(a, text) for a, text in code if target <= a <= addr])
+    return loops
 
 
 def k_tile_path(code: list) -> int:
@@ -153,23 +163,15 @@ def k_tile_path(code: list) -> int:
     branch inside it skips. For a one-tile kernel that is its main loop (`main_loop`, the same
     count); for the persistent kernel, whose flattened loop carries each tile's epilogue behind a
     branch taken once per output tile, it leaves the epilogue out."""
-    outermost = None
-    for addr, op in code:
-        branch = re.search(r"\bBRA\s+0x([0-9a-f]+)", op)
-        if branch and int(branch.group(1), 16) < addr:
-            start = int(branch.group(1), 16)
-            body = [(a, text) for a, text in code if start <= a <= addr]
-            texts = [text for _, text in body]
-            if any("HGMMA" in t for t in texts) and any("UTMALDG" in t or "LDGSTS" in t for t in texts):
-                if outermost is None or start < outermost[0][0]:
-                    outermost = body
-    if outermost is None:
+    holding = [body for body in _loops(code)
+               if any("HGMMA" in t for _, t in body) and any("UTMALDG" in t or "LDGSTS" in t for _, t in body)]
+    if not holding:
         return 0
+    outermost = min(holding, key=lambda body: body[0][0])  # the earliest start (first of equals)
     end, skipped = outermost[-1][0], 0
     for addr, op in outermost:
-        branch = re.search(r"\bBRA\s+0x([0-9a-f]+)", op)
-        if branch and addr < int(branch.group(1), 16) <= end:
-            target = int(branch.group(1), 16)
+        target = _branch_target(op)
+        if target is not None and addr < target <= end:
             skipped = max(skipped, sum(1 for a, _ in outermost if addr < a < target))
     return len(outermost) - skipped
 

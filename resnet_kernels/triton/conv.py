@@ -65,6 +65,19 @@ def _row_run(x: torch.Tensor, c: int, s: int, groups: int, dilation: Sequence[in
     return max(16, triton.next_power_of_2(s * c))
 
 
+def _merged_groups(groups: int, c_per_group: int, k: int) -> tuple[int, int, int, int]:
+    """(merge factor, groups, input and output channels per group) as the kernel sees them."""
+    merge = merge_factor(groups, c_per_group, k // groups)
+    return merge, groups // merge, c_per_group * merge, (k // groups) * merge
+
+
+def default_split(pixels: int, k: int, c_per_group: int, r: int, s: int, groups: int, device) -> int:
+    """The split of the reduction a call picks by itself (tuning.split_k on the merged groups):
+    `pixels` = N*P*Q output pixels, k output channels, an r x s filter over c_per_group channels."""
+    _, kernel_groups, c_kernel, k_kernel = _merged_groups(groups, c_per_group, k)
+    return tuning.split_k(pixels, k_kernel, kernel_groups, r * s * c_kernel, tuning.num_sms(device))
+
+
 def kernel_args(
     x: torch.Tensor,
     weight: torch.Tensor,
@@ -91,17 +104,15 @@ def kernel_args(
     k, c_per_group, r, s = weight.shape
     p = output_size(h, r, stride[0], padding[0], dilation[0])
     q = output_size(w, s, stride[1], padding[1], dilation[1])
-    merge = merge_factor(groups, c_per_group, k // groups)
-    kernel_groups = groups // merge
+    merge, kernel_groups, c_kernel, k_kernel = _merged_groups(groups, c_per_group, k)
     if kernel_groups > _MAX_GRID_GROUPS:
         raise ValueError(
             f"groups={groups} is more than the triton backend can launch ({_MAX_GRID_GROUPS} after merging)"
         )
     out = _output(out, x, (n, k, p, q))
-    c_kernel, k_kernel = c_per_group * merge, (k // groups) * merge
     run = _row_run(x, c_kernel, s, groups, dilation, in_scale is not None or in_shift is not None)
     if split_k is None:
-        split_k = tuning.split_k(n * p * q, k_kernel, kernel_groups, r * s * c_kernel, tuning.num_sms(x.device))
+        split_k = default_split(n * p * q, k, c_per_group, r, s, groups, x.device)
     if not isinstance(split_k, int) or split_k < 1:
         raise ValueError(f"split_k must be a positive int, got {split_k!r}")
     # (split, pixel, output channel) fp32 partial sums; absent when not splitting.

@@ -272,9 +272,9 @@ def _applies(cfg: triton.Config, args: dict) -> bool:
     persistent one where it would also run persistent (tuning.persistent)."""
     if not cfg.kwargs["TMA"]:
         return True
-    if not cfg.kwargs["PERSISTENT"]:
-        return tma_loads({**args, **cfg.kwargs})
-    return persistent({**args, **cfg.kwargs, "TMA": tma_loads({**args, **cfg.kwargs})})
+    launch = {**args, **cfg.kwargs}
+    launch["TMA"] = tma_loads(launch)  # the decision, as the heuristics make it before PERSISTENT
+    return launch["TMA"] and (not cfg.kwargs["PERSISTENT"] or persistent(launch))
 
 
 def prune_configs(configs: list, named_args: dict, **kwargs) -> list:
