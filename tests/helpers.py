@@ -146,3 +146,24 @@ def record_runs(monkeypatch, fn) -> list:
 
     monkeypatch.setattr(fn, "run", recording_run)
     return calls
+
+
+# --- the Triton conv kernel: a forced config, the launches it gets ------------------------------
+
+
+def force_triton_config(monkeypatch, spec, tma=False, persistent=False):
+    """Run the conv kernel with the one (BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages) `spec`,
+    a TMA candidate if `tma`, a persistent TMA candidate if `persistent`."""
+    from resnet_kernels.triton import tuning
+    from resnet_kernels.triton.conv_kernel import conv_bn_act_kernel
+
+    monkeypatch.setattr(conv_bn_act_kernel, "configs", [tuning._config(spec, tma=tma, persistent=persistent)])
+    monkeypatch.setattr(tuning, "remember", lambda *args: None)  # a forced config is no tuning winner
+
+
+def triton_launches(monkeypatch) -> list:
+    """The keyword arguments of every conv kernel launch, as they reach the JIT function (after
+    the autotuner and the heuristics)."""
+    from resnet_kernels.triton.conv_kernel import conv_bn_act_kernel
+
+    return record_runs(monkeypatch, conv_bn_act_kernel.fn.fn)

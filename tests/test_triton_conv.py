@@ -22,7 +22,7 @@ import torch.nn.functional as F
 import triton
 import triton.language as tl
 from conftest import HAS_CUDA, needs_cuda
-from helpers import REL_TOL, assert_within_cudnn_error, oracle, record_runs, rel_error
+from helpers import REL_TOL, assert_within_cudnn_error, force_triton_config, oracle, rel_error, triton_launches
 
 import resnet_kernels
 from resnet_kernels._args import output_memory_format
@@ -191,15 +191,6 @@ def test_padded_taps_read_zero_not_relu_of_shift(gen):
 # --- narrow channel counts: the ROW_RUN and FLAT_K walks ------------------------------------------
 
 
-def _force_config(monkeypatch, spec, tma=False, persistent=False):
-    """Run the conv kernel with the one (BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages) `spec`,
-    a TMA candidate if `tma`, a persistent TMA candidate if `persistent`."""
-    from resnet_kernels.triton.conv_kernel import conv_bn_act_kernel
-
-    monkeypatch.setattr(conv_bn_act_kernel, "configs", [tuning._config(spec, tma=tma, persistent=persistent)])
-    monkeypatch.setattr(tuning, "remember", lambda *args: None)  # a forced config is no tuning winner
-
-
 def _walk(case, x, w, in_shift=None):
     from resnet_kernels.triton.conv import kernel_args
 
@@ -234,7 +225,7 @@ def test_narrow_channel_walks(name, layout, expected, gen):
 def test_row_run_block_k_wider_than_a_tap_row(split_k, gen, monkeypatch):
     """BLOCK_K = 64 over the stem's 7 tap rows of RUN = 32: the last k tile is half past the packed
     weights (r = 7), which the walk must mask; the interpreter's own BLOCK_K = 16 never gets there."""
-    _force_config(monkeypatch, (32, 16, 64, 4, 1))
+    force_triton_config(monkeypatch, (32, 16, 64, 4, 1))
     case, dtype = GEOMETRY["7x7_s2_p3_stem_c3"]
     x, w, sc, sh = _inputs(case, dtype, gen)
     assert _walk(case, x, w) == "row_run"
@@ -265,7 +256,7 @@ def _random_case(seed):
 def test_random_geometries(seed, block_k, gen, monkeypatch):
     """Random geometries, layouts, residuals and prologues at BLOCK_K 16, 32 and 64, which move
     the same channel counts between the tap-aligned, ROW_RUN and FLAT_K walks."""
-    _force_config(monkeypatch, (32, 16, block_k, 4, 1))
+    force_triton_config(monkeypatch, (32, 16, block_k, 4, 1))
     case, channels_last, with_prologue = _random_case(1000 * block_k + seed)
     x, w, sc, sh = _inputs(case, torch.float16, gen, channels_last=channels_last)
     res = _randn(gen, case.n, case.k, *case.out_hw, dtype=torch.float16, channels_last=channels_last)
@@ -277,14 +268,6 @@ def test_random_geometries(seed, block_k, gen, monkeypatch):
 
 # The interpreter's tile as a TMA candidate; the interpreter never takes TMA on its own.
 TMA_SPEC = (32, 32, 16, 4, 1)
-
-
-def _launches(monkeypatch):
-    """The keyword arguments of every conv kernel launch, as they reach the JIT function (after
-    the autotuner and the heuristics)."""
-    from resnet_kernels.triton.conv_kernel import conv_bn_act_kernel
-
-    return record_runs(monkeypatch, conv_bn_act_kernel.fn.fn)
 
 
 TMA_CASES = {
@@ -304,7 +287,7 @@ TMA_CASES = {
 def test_tma_walk(name, dtype, epilogue, gen, monkeypatch):
     """The TMA candidate forced on: it takes the TMA loads and matches the float64 reference,
     every output element written (NaN-poisoned out), with and without each epilogue feature."""
-    _force_config(monkeypatch, TMA_SPEC, tma=True)
+    force_triton_config(monkeypatch, TMA_SPEC, tma=True)
     kwargs = _check_epilogue_variant(TMA_CASES[name], dtype, epilogue, gen, monkeypatch)
     assert kwargs["TMA_OK"] and kwargs["TMA"] and not kwargs["PERSISTENT"]
     assert list(kwargs["a_desc"].block_shape) == [TMA_SPEC[0], TMA_SPEC[2]]
@@ -314,7 +297,7 @@ def test_tma_walk(name, dtype, epilogue, gen, monkeypatch):
 def _check_epilogue_variant(case, dtype, epilogue, gen, monkeypatch) -> dict:
     """_check with the epilogue features named in `epilogue` (scale, shift, residual, relu); without
     relu, some outputs must be negative. Returns the kernel arguments of the one launch."""
-    launches = _launches(monkeypatch)
+    launches = triton_launches(monkeypatch)
     x, w, sc, sh = _inputs(case, dtype, gen, scale="scale" in epilogue, shift="shift" in epilogue)
     res = _randn(gen, case.n, case.k, *case.out_hw, dtype=dtype, channels_last=True) if "residual" in epilogue else None
     y = _check(case, x, w, sc, sh, res, relu="relu" in epilogue)
@@ -327,8 +310,8 @@ def _check_epilogue_variant(case, dtype, epilogue, gen, monkeypatch) -> dict:
 @pytest.mark.parametrize("split_k", [2, 3])
 def test_tma_walk_split_k(split_k, gen, monkeypatch):
     """Split-K ranges of the TMA walk (C = 96: 6 k tiles of 16) with the option-A residual."""
-    _force_config(monkeypatch, TMA_SPEC, tma=True)
-    launches = _launches(monkeypatch)
+    force_triton_config(monkeypatch, TMA_SPEC, tma=True)
+    launches = triton_launches(monkeypatch)
     case = Case(2, 96, 48, 3, 4, 1, 1)
     x, w, sc, sh = _inputs(case, torch.float16, gen)
     res = _randn(gen, case.n, case.k // 2, *case.out_hw, dtype=torch.float16)
@@ -351,8 +334,8 @@ def test_tma_walk_is_not_taken_where_it_must_not_be(what, gen, monkeypatch):
     NCHW x (channel stride not 1), a base off the 16-byte grid, the pre-activation prologue (A has
     to pass through registers), a 3x3 (not the GEMM walk), fp32, 4 output channels (an 8-byte
     weight row) and the config's BLOCK_K not dividing C (64 and 32: the FLAT_K walk)."""
-    _force_config(monkeypatch, (32, 32, 64, 4, 1) if what == "block_k" else TMA_SPEC, tma=True)
-    launches = _launches(monkeypatch)
+    force_triton_config(monkeypatch, (32, 32, 64, 4, 1) if what == "block_k" else TMA_SPEC, tma=True)
+    launches = triton_launches(monkeypatch)
     case = {"3x3": Case(2, 32, 32, 5, 5, 3, 3, padding=1), "narrow_k": Case(2, 32, 4, 5, 5, 1, 1)}.get(
         what, Case(2, 32, 32, 5, 5, 1, 1))
     dtype = torch.float32 if what == "float32" else torch.float16
@@ -370,16 +353,16 @@ def test_tma_can_be_switched_off(gen, monkeypatch):
     """RESNET_KERNELS_TRITON_TMA=0: no call allows TMA, a forced TMA candidate runs the pointer walk."""
     from resnet_kernels.triton import tma
 
-    _force_config(monkeypatch, TMA_SPEC, tma=True)
+    force_triton_config(monkeypatch, TMA_SPEC, tma=True)
     monkeypatch.setenv(tma.TMA_ENV, "0")
-    launches = _launches(monkeypatch)
+    launches = triton_launches(monkeypatch)
     case = TMA_CASES["m_and_k_ragged"]
     _check(case, *_inputs(case, torch.float16, gen))
     assert not launches[0]["TMA_OK"] and not launches[0]["TMA"]
 
 
 def test_tma_is_off_by_default_under_the_interpreter(gen, monkeypatch):
-    launches = _launches(monkeypatch)
+    launches = triton_launches(monkeypatch)
     case = TMA_CASES["m_and_k_ragged"]
     _check(case, *_inputs(case, torch.float16, gen))
     assert launches[0]["TMA_OK"] and not launches[0]["TMA"]
@@ -426,7 +409,7 @@ def test_persistent_walk(name, dtype, epilogue, gen, monkeypatch):
     """The persistent candidate forced on: a grid of fewer programs than tiles, each walking
     several tiles (groups: each group its own programs), every output element written once
     and right, with and without each epilogue feature."""
-    _force_config(monkeypatch, TMA_SPEC, persistent=True)
+    force_triton_config(monkeypatch, TMA_SPEC, persistent=True)
     kwargs = _check_epilogue_variant(PERSISTENT_CASES[name], dtype, epilogue, gen, monkeypatch)
     assert kwargs["PERSISTENT"] and kwargs["TMA"]
     programs, groups, splits = kwargs["grid"](kwargs)
@@ -439,8 +422,8 @@ def test_persistent_walk(name, dtype, epilogue, gen, monkeypatch):
 def test_persistent_walk_is_not_taken_where_it_must_not_be(what, gen, monkeypatch):
     """With the persistent candidate forced on: a split reduction runs the one-tile TMA walk with
     its split epilogue; calls TMA cannot serve (NCHW x, a prologue) run the pointer walk."""
-    _force_config(monkeypatch, TMA_SPEC, persistent=True)
-    launches = _launches(monkeypatch)
+    force_triton_config(monkeypatch, TMA_SPEC, persistent=True)
+    launches = triton_launches(monkeypatch)
     case = PERSISTENT_CASES["four_tiles_per_program"]
     x, w, sc, sh = _inputs(case, torch.float16, gen, channels_last=what != "nchw")
     in_shift = torch.randn(case.c, generator=gen) if what == "prologue" else None
@@ -453,9 +436,9 @@ def test_persistent_walk_is_not_taken_where_it_must_not_be(what, gen, monkeypatc
 
 def test_persistent_schedule_can_be_switched_off(gen, monkeypatch):
     """RESNET_KERNELS_TRITON_PERSISTENT=0: a forced persistent candidate runs the one-tile TMA walk."""
-    _force_config(monkeypatch, TMA_SPEC, persistent=True)
+    force_triton_config(monkeypatch, TMA_SPEC, persistent=True)
     monkeypatch.setenv(tuning.PERSISTENT_ENV, "0")
-    launches = _launches(monkeypatch)
+    launches = triton_launches(monkeypatch)
     case = PERSISTENT_CASES["four_tiles_per_program"]
     _check(case, *_inputs(case, torch.float16, gen))
     kwargs = launches[0]
@@ -717,7 +700,7 @@ def _spec_id(spec):
 @pytest.mark.parametrize("spec", tuning._HOPPER, ids=_spec_id)
 @pytest.mark.parametrize("name", CANDIDATE_LAYERS)
 def test_every_hopper_candidate_on_gpu(name, spec, gen, monkeypatch):
-    _force_config(monkeypatch, spec)
+    force_triton_config(monkeypatch, spec)
     layer = next(lay for lay in model_layers("resnet50") if lay.name == name)
     _check_layer_on_gpu(layer, 32, torch.float16, gen)
 
@@ -733,8 +716,8 @@ TMA_LAYERS = [("layer1.0.conv3", torch.float16), ("layer4.1.conv1", torch.float1
 def test_every_tma_candidate_on_gpu(name, dtype, spec, gen, monkeypatch):
     if torch.cuda.get_device_capability() < (9, 0):
         pytest.skip("TMA needs compute capability 9.0 or more")
-    _force_config(monkeypatch, spec, tma=True)
-    launches = _launches(monkeypatch)
+    force_triton_config(monkeypatch, spec, tma=True)
+    launches = triton_launches(monkeypatch)
     layer = next(lay for lay in model_layers("resnet50") if lay.name == name)
     _check_layer_on_gpu(layer, 32, dtype, gen)
     assert launches[0]["TMA"], "the TMA candidate ran the pointer walk"
@@ -749,8 +732,8 @@ def test_every_persistent_candidate_on_gpu(name, dtype, spec, batch, gen, monkey
     6,272 tiles of 128x128 for 132 programs), batch 32 a ragged last round."""
     if torch.cuda.get_device_capability() < (9, 0):
         pytest.skip("TMA needs compute capability 9.0 or more")
-    _force_config(monkeypatch, spec, persistent=True)
-    launches = _launches(monkeypatch)
+    force_triton_config(monkeypatch, spec, persistent=True)
+    launches = triton_launches(monkeypatch)
     layer = next(lay for lay in model_layers("resnet50") if lay.name == name)
     _check_layer_on_gpu(layer, batch, dtype, gen)
     assert launches[0]["PERSISTENT"], "the persistent candidate ran another walk"

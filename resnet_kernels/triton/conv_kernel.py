@@ -60,9 +60,10 @@ from .tuning import autotune_configs, epilogue_halves, flat_k, persistent, prune
 def _output_pixels(pid_m, M, P, Q, BLOCK_M: tl.constexpr):
     """The BLOCK_M output pixels of tile pid_m as int64 (img, p, q) plus a bounds mask.
 
-    m = (img*P + p)*Q + q.  m reaches N*P*Q, and m times a stride easily passes
-    2^31 (batch 256 at 112x112x64 already has 2^31 elements), so it is int64
-    from the program id on.
+    m = (img*P + p)*Q + q.  m reaches N*P*Q, and m times a stride passes 2^31
+    in any tensor of over 2^31 elements (4 GiB of fp16: the stem's output from
+    batch 2,675 on; tests/test_large_tensors.py), so it is int64 from the
+    program id on.
     """
     offs_m = pid_m.to(tl.int64) * BLOCK_M + tl.arange(0, BLOCK_M)
     q = offs_m % Q
