@@ -1,0 +1,191 @@
+"""Random calls of the op contract through the kernel backends, against the float64 oracle.
+
+Each seed draws one call from the whole contract at once: groups, kernel size, stride, padding
+and dilation per axis, odd spatial sizes, channel counts that fill no tile, fp32/fp16/bf16, an
+NCHW, channels_last or sliced input, no residual / an output-shaped one in either layout / an
+option-A one (fewer channels, subsampled), the pre-activation prologue, scale, shift and ReLU
+each on or off. The fixed test cases cover each feature on its own; these cover their
+combinations. Seeds are fixed, so a failure is reproducible from its test id, and the message
+names the call.
+
+Tolerance (DESIGN.md): the error against float64 is at most twice that of eager PyTorch in the
+same dtype (pre-activation and conv rounded to the dtype, as BatchNorm -> ReLU -> conv2d run
+there), or REL_TOL, whichever is larger. A call whose ReLU keeps few, nearly cancelling outputs
+has a large relative error in any low-precision implementation; the rule follows it instead of
+failing there. On the CPU the Triton backend runs under the interpreter; on a GPU both backends
+run (fp32 calls go to the cuda backend as fp16, which is all it takes).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import asdict, dataclass, replace
+
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import HAS_CUDA, needs_cuda, needs_extension
+from helpers import REL_TOL, oracle, rel_error
+
+from resnet_kernels._args import output_memory_format, output_size
+from resnet_kernels.functional import conv_bn_act
+from resnet_kernels.triton import conv_bn_act as triton_conv_bn_act
+
+SEEDS = range(40)
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+@dataclass(frozen=True)
+class Call:
+    n: int
+    c: int
+    k: int
+    h: int
+    w: int
+    r: int
+    s: int
+    stride: tuple
+    padding: tuple
+    dilation: tuple
+    groups: int
+    dtype: str
+    layout: str  # "channels_last", "nchw" or "sliced" (every other column of a wider tensor)
+    residual: str  # "none", "same" (NCHW), "same_cl" or "option_a"
+    residual_stride: int
+    residual_channels: int
+    prologue: str  # "none", "shift" or "scale_shift"
+    scale: bool
+    shift: bool
+    relu: bool
+
+    @property
+    def out_hw(self):
+        p = (self.h + 2 * self.padding[0] - self.dilation[0] * (self.r - 1) - 1) // self.stride[0] + 1
+        return p, (self.w + 2 * self.padding[1] - self.dilation[1] * (self.s - 1) - 1) // self.stride[1] + 1
+
+
+def draw(seed: int) -> Call:
+    rng = random.Random(seed)
+    groups = rng.choice([1, 1, 1, 2, 3, 4, 8])
+    cg, kg = rng.choice([1, 2, 3, 4, 8, 16, 24, 64]), rng.choice([1, 2, 3, 8, 16, 40])
+    r, s = rng.choice([(1, 1), (3, 3), (1, 3), (5, 5), (7, 7), (3, 1), (2, 2)])
+    stride = rng.choice([(1, 1), (2, 2), (1, 2), (3, 3)])
+    padding = (rng.randint(0, r // 2 + 1), rng.randint(0, s // 2 + 1))
+    dilation = rng.choice([(1, 1), (1, 1), (2, 2), (2, 1)])
+    # At least one output pixel: H + 2*pad >= dil*(R - 1) + 1.
+    h = rng.randint(max(1, dilation[0] * (r - 1) + 1 - 2 * padding[0]), 14)
+    w = rng.randint(max(1, dilation[1] * (s - 1) + 1 - 2 * padding[1]), 14)
+    residual = rng.choice(["none", "same", "same_cl", "option_a"])
+    residual_stride = rng.choice([1, 2]) if residual == "option_a" else 1
+    k = kg * groups
+    return Call(
+        n=rng.randint(1, 3), c=cg * groups, k=k, h=h, w=w, r=r, s=s, stride=stride, padding=padding,
+        dilation=dilation, groups=groups, dtype=rng.choice(list(DTYPES)),
+        layout=rng.choice(["channels_last", "channels_last", "nchw", "sliced"]), residual=residual,
+        residual_stride=residual_stride, residual_channels=rng.randint(1, k) if residual == "option_a" else k,
+        prologue=rng.choice(["none", "none", "shift", "scale_shift"]), scale=rng.random() < 0.8,
+        shift=rng.random() < 0.8, relu=rng.random() < 0.7,
+    )
+
+
+def tensors(call: Call, device: str, gen: torch.Generator) -> tuple:
+    """The op's positional arguments for `call` (backend excluded), random, on `device`."""
+    dtype = DTYPES[call.dtype]
+
+    def randn(*shape):
+        return torch.randn(*shape, generator=gen).to(device, dtype)
+
+    x = randn(call.n, call.c, call.h, call.w * (2 if call.layout == "sliced" else 1))
+    x = x[..., ::2] if call.layout == "sliced" else x
+    x = x.contiguous(memory_format=torch.channels_last) if call.layout == "channels_last" else x
+    cg = call.c // call.groups
+    weight = randn(call.k, cg, call.r, call.s) / math.sqrt(cg * call.r * call.s)
+    p, q = call.out_hw
+    residual = None
+    if call.residual in ("same", "same_cl"):
+        residual = randn(call.n, call.k, p, q)
+        if call.residual == "same_cl":
+            residual = residual.contiguous(memory_format=torch.channels_last)
+    elif call.residual == "option_a":
+        rs = call.residual_stride  # read as residual[:, :, ::rs, ::rs]: sizes that give p x q
+        residual = randn(call.n, call.residual_channels, (p - 1) * rs + 1 + (rs - 1), (q - 1) * rs + 1)
+
+    def vector(n, positive):
+        v = torch.rand(n, generator=gen) + 0.5 if positive else torch.randn(n, generator=gen)
+        return v.to(device)
+
+    scale = vector(call.k, True) if call.scale else None
+    shift = vector(call.k, False) if call.shift else None
+    in_scale = vector(call.c, True) if call.prologue == "scale_shift" else None
+    in_shift = vector(call.c, False) if call.prologue != "none" else None
+    return (x, weight, scale, shift, residual, call.stride, call.padding, call.dilation, call.groups, call.relu,
+            in_scale, in_shift, call.residual_stride)
+
+
+def eager_in_dtype(args) -> torch.Tensor:
+    """What eager PyTorch computes in the input dtype: BatchNorm + ReLU of the input rounded to
+    the dtype, conv2d in the dtype, then scale, shift, residual and ReLU in fp32, rounded."""
+    x, w, scale, shift, residual, stride, padding, dilation, groups, relu, in_scale, in_shift, rs = args
+    if in_scale is not None or in_shift is not None:
+        u = x.float()
+        u = u * in_scale.view(1, -1, 1, 1) if in_scale is not None else u
+        u = u + in_shift.view(1, -1, 1, 1) if in_shift is not None else u
+        x = torch.relu(u).to(x.dtype)
+    y = F.conv2d(x, w, None, stride, padding, dilation, groups).float()
+    y = y * scale.view(1, -1, 1, 1) if scale is not None else y
+    y = y + shift.view(1, -1, 1, 1) if shift is not None else y
+    if residual is not None:
+        sub = residual[:, :, ::rs, ::rs].float()
+        y = y + F.pad(sub, (0, 0, 0, 0, 0, y.shape[1] - sub.shape[1]))
+    return (torch.relu(y) if relu else y).to(x.dtype)
+
+
+def check(call: Call, y: torch.Tensor, args) -> None:
+    assert not torch.isnan(y).any(), f"unwritten (NaN) outputs: {asdict(call)}"
+    ref = oracle(*args)
+    err, eager = rel_error(y, ref), rel_error(eager_in_dtype(args), ref)
+    bound = max(2 * eager, REL_TOL[y.dtype])
+    assert err <= bound, f"error {err:.3g} > {bound:.3g} (eager {eager:.3g}): {asdict(call)}"
+
+
+def run_triton(args) -> torch.Tensor:
+    """The triton backend into a NaN-filled output of x's memory format."""
+    x, w, stride, padding, dilation = args[0], args[1], args[5], args[6], args[7]
+    p, q = (output_size(x.shape[2 + i], w.shape[2 + i], stride[i], padding[i], dilation[i]) for i in range(2))
+    out = torch.full((x.shape[0], w.shape[0], p, q), float("nan"), dtype=x.dtype, device=x.device)
+    return triton_conv_bn_act(*args, out=out.contiguous(memory_format=output_memory_format(x)))
+
+
+def test_the_draws_cover_the_contract():
+    """The fixed seeds reach every value of every categorical field."""
+    calls = [draw(seed) for seed in SEEDS]
+    for field, values in [("dtype", DTYPES), ("layout", ["channels_last", "nchw", "sliced"]),
+                          ("residual", ["none", "same", "same_cl", "option_a"]),
+                          ("prologue", ["none", "shift", "scale_shift"]), ("relu", [True, False]),
+                          ("groups", [1, 2, 3, 4, 8]), ("residual_stride", [1, 2])]:
+        seen = {getattr(c, field) for c in calls}
+        assert set(values) <= seen, f"{field}: the seeds never draw {set(values) - seen}"
+    assert any(c.stride[0] != c.stride[1] for c in calls) and any(c.dilation != (1, 1) for c in calls)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_triton_random_call(seed):
+    call = draw(seed)
+    device = "cuda" if HAS_CUDA else "cpu"
+    args = tensors(call, device, torch.Generator().manual_seed(seed))
+    check(call, run_triton(args), args)
+
+
+@needs_cuda
+@needs_extension
+@pytest.mark.parametrize("seed", SEEDS)
+def test_cuda_random_call(seed):
+    call = draw(seed)
+    if call.dtype == "fp32":
+        call = replace(call, dtype="fp16")
+    args = tensors(call, "cuda", torch.Generator().manual_seed(seed))
+    x, w, scale, shift, residual, stride, padding, dilation, groups, relu, in_scale, in_shift, rs = args
+    y = conv_bn_act(x, w, scale, shift, residual, stride=stride, padding=padding, dilation=dilation, groups=groups,
+                    relu=relu, in_scale=in_scale, in_shift=in_shift, residual_stride=rs, backend="cuda")
+    check(call, y, args)
