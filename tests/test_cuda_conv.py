@@ -131,6 +131,19 @@ def test_non_channels_last_input(layout, dtype, gen):
     assert rel_error(y, oracle(*args)) <= REL_TOL[dtype]
 
 
+@pytest.mark.parametrize("h,w_stride", [(1, "nchw"), (4, 7)])
+def test_width_one_input_with_any_width_stride(h, w_stride, gen):
+    """A size-1 width may carry any stride (NCHW (2, 64, 1, 1) has (64, 1, 1, 1)); the op must
+    read the one pixel per row right with a horizontal padding of 2 on either side."""
+    x = _randn(gen, 2, 64, h, 1, dtype=torch.float16, memory_format=torch.contiguous_format)
+    if isinstance(w_stride, int):  # channels_last memory, an arbitrary stride on the size-1 width
+        x = x.contiguous(memory_format=CL)
+        x = x.as_strided(x.shape, (x.stride(0), 1, x.stride(2), w_stride))
+    w = _weight(gen, 64, 64, 3, 3, torch.float16)
+    args = (x, w, None, _vector(gen, 64), None, [2, 2], [1, 2], [1, 1], 1, True, None, None, 1)
+    assert rel_error(_op(*args), oracle(*args)) <= REL_TOL[torch.float16]
+
+
 def test_public_api_runs_the_cuda_backend(gen):
     from resnet_kernels.functional import conv_bn_act
 

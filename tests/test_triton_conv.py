@@ -134,6 +134,22 @@ def test_geometry(name, gen):
     _check(case, *_inputs(case, dtype, gen))
 
 
+# A width-1 input may carry any stride for its width: PyTorch's NCHW (3, 16, 1, 1) has (16, 1, 1, 1),
+# which also passes for channels_last. With C = 16 the ROW_RUN walk takes such calls, and it reads
+# a tap row as one run from the pixel's position, so it must not trust that stride (a horizontal
+# padding of 2 puts the run 2 pixels left of the only one).
+@pytest.mark.parametrize("h,w_stride", [(1, "nchw"), (1, "channels_last"), (4, "channels_last"), (4, 7)])
+def test_width_one_input_with_any_width_stride(h, w_stride, gen):
+    case = Case(3, 16, 3, h, 1, 3, 3, stride=2, padding=(1, 2))
+    x = _randn(gen, 3, 16, h, 1)
+    if w_stride != "nchw":
+        x = x.contiguous(memory_format=torch.channels_last)
+    if isinstance(w_stride, int):  # channels_last memory, an arbitrary stride on the size-1 width
+        x = x.as_strided(x.shape, (x.stride(0), 1, x.stride(2), w_stride))
+    _, w, sc, sh = _inputs(case, torch.float32, gen)
+    _check(case, x, w, sc, sh)
+
+
 # --- dtypes and the epilogue ----------------------------------------------------------------
 
 CASE_3X3 = Case(2, 16, 16, 5, 5, 3, 3, padding=1)

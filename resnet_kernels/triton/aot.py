@@ -19,7 +19,8 @@ candidates where the layer allows TMA loads), what the compiler made of it: a
 cheap check of a tile or kernel change before any GPU sees it. `loop` is the
 SASS instruction count of the main loop, i.e. per warp per k tile (main_loop);
 `k path` the same without the epilogue that the persistent kernel's flattened
-loop carries behind a branch (k_tile_path).
+loop carries behind a branch (k_tile_path); `b256` whether the autotuner offers
+the candidate for that layer at batch 256 (tuning._applies and _fits).
 """
 
 from __future__ import annotations
@@ -197,7 +198,7 @@ def compile_layer(layer: str, dtype: str, preactivation: bool, spec: tuple, spli
     from .conv import _EPILOGUE_ARGS, kernel_args
     from .conv_kernel import _HEURISTICS, conv_bn_act_kernel, splitk_epilogue_kernel
     from .tma import operands_allow
-    from .tuning import epilogue_halves
+    from .tuning import _applies, _config, _fits, epilogue_halves
 
     bm, bn, bk, warps, stages = spec
     args, groups = kernel_args(*layer_call(layer, dtype, preactivation, channels_last=channels_last), None, split_k)
@@ -217,6 +218,11 @@ def compile_layer(layer: str, dtype: str, preactivation: bool, spec: tuple, spli
         "halves": values["EPILOGUE_HALVES"],
         "tma": values["TMA"],
         "persistent": values["PERSISTENT"],
+        # Whether the autotuner would time this candidate for the layer at batch 256 (M scales
+        # with the batch; the compile itself is batch 1): a spill in a tile never offered, e.g. a
+        # 256-wide tile for 64 output channels, costs nothing.
+        "offered_b256": _applies(cfg := _config(spec, tma=tma, persistent=persistent), args)
+        and _fits(cfg, {**args, "M": args["M"] * 256}),
         **sass_facts(kernel.asm["cubin"]),
     }
     if split_k > 1:
@@ -245,7 +251,7 @@ def main(argv=None) -> None:
     candidates = ([(spec, False, False) for spec in _HOPPER] + [(spec, True, False) for spec in _HOPPER_TMA]
                   + [(spec, True, True) for spec in _HOPPER_PERSISTENT])
     print(f"{'layer':32} {'BMxBNxBK/warps/stages':22} {'smem KB':>7} {'regs':>4} {'spills':>6} halves wgmma "
-          f"{'loads':5} {'loop':>4} {'k path':>6}")
+          f"{'loads':5} {'loop':>4} {'k path':>6} b256")
     for layer in layers:
         for spec, tma, persistent in candidates:
             try:
@@ -258,7 +264,8 @@ def main(argv=None) -> None:
             tile = "{}x{}x{}/{}/{}".format(*spec)
             loads = "pers" if f["persistent"] else "tma" if f["tma"] else "ptr"
             print(f"{layer:32} {tile:22} {f['shared'] / 1024:7.0f} {f['registers']!s:>4} {f['local_stores']!s:>6} "
-                  f"{f['halves']!s:6} {f['wgmma']!s:5} {loads:5} {f['loop_instructions']!s:>4} {f['k_path']!s:>6}")
+                  f"{f['halves']!s:6} {f['wgmma']!s:5} {loads:5} {f['loop_instructions']!s:>4} {f['k_path']!s:>6} "
+                  f"{'yes' if f['offered_b256'] else 'no'}")
 
 
 if __name__ == "__main__":

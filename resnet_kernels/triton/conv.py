@@ -111,6 +111,11 @@ def kernel_args(
         )
     out = _output(out, x, (n, k, p, q))
     run = _row_run(x, c_kernel, s, groups, dilation, in_scale is not None or in_shift is not None)
+    # The ROW_RUN walk reads a tap row's S*C values as one run starting at pixel iw0, so it takes
+    # the pixel stride to be C. A width-1 x may carry any stride there (a size-1 dimension's stride
+    # is arbitrary: (N, C, H, 1) NCHW has stride 1); its one pixel sits at offset 0 with either
+    # value, so passing C is exact and keeps the run's arithmetic right for the padded taps.
+    sxw = c_kernel if run else x.stride(3)
     if split_k is None:
         split_k = default_split(n * p * q, k, c_per_group, r, s, groups, x.device)
     if not isinstance(split_k, int) or split_k < 1:
@@ -131,7 +136,7 @@ def kernel_args(
         M=n * p * q, H=h, W=w, P=p, Q=q, C=c_kernel, K=k_kernel,
         stride_h=stride[0], stride_w=stride[1], pad_h=padding[0], pad_w=padding[1],
         dil_h=dilation[0], dil_w=dilation[1],
-        sxn=x.stride(0), sxc=x.stride(1), sxh=x.stride(2), sxw=x.stride(3),
+        sxn=x.stride(0), sxc=x.stride(1), sxh=x.stride(2), sxw=sxw,
         son=out.stride(0), sok=out.stride(1), sop=out.stride(2), soq=out.stride(3),
         srn=res_strides[0], src=res_strides[1], srh=res_strides[2], srw=res_strides[3],
         res_channels=0 if residual is None else residual.shape[1], res_step=residual_stride,
