@@ -131,6 +131,25 @@ def test_non_channels_last_input(layout, dtype, gen):
     assert rel_error(y, oracle(*args)) <= REL_TOL[dtype]
 
 
+@pytest.mark.parametrize("prologue", [False, True])
+@pytest.mark.parametrize("name", ["3x3_p1", "1x1_s2", "stem_c3", "groups32_c4"])
+def test_nan_input_propagates_like_torch(name, prologue, gen):
+    """Through the public API (the stem's channel padding, ResNeXt's group merging included): one
+    NaN input value makes exactly the outputs whose window holds it NaN, as in torch."""
+    from resnet_kernels.functional import conv_bn_act
+
+    x, w, conv, out = _case(name, torch.float16, gen)
+    x[0, x.shape[1] - 1, x.shape[2] // 2, x.shape[3] // 2] = float("nan")
+    sc, sh = _vector(gen, out[1], positive=True), _vector(gen, out[1])
+    pre = (_vector(gen, x.shape[1], positive=True), _vector(gen, x.shape[1])) if prologue else (None, None)
+    stride, padding, dilation, groups = conv
+    y = conv_bn_act(x, w, sc, sh, None, stride=stride, padding=padding, dilation=dilation, groups=groups,
+                    in_scale=pre[0], in_shift=pre[1], backend="cuda")
+    ref = oracle(x, w, sc, sh, None, *conv, True, *pre, 1)
+    assert ref.isnan().any() and torch.equal(y.isnan(), ref.isnan())
+    assert rel_error(y[~ref.isnan()], ref[~ref.isnan()]) <= REL_TOL[torch.float16]
+
+
 @pytest.mark.parametrize("h,w_stride", [(1, "nchw"), (4, 7)])
 def test_width_one_input_with_any_width_stride(h, w_stride, gen):
     """A size-1 width may carry any stride (NCHW (2, 64, 1, 1) has (64, 1, 1, 1)); the op must

@@ -204,6 +204,29 @@ def test_padded_taps_read_zero_not_relu_of_shift(gen):
     assert rel_error(y, wrong) > 10 * REL_TOL[dtype]
 
 
+# --- NaN in the input: propagated as torch propagates it -----------------------------------------
+
+
+@pytest.mark.parametrize("prologue", [False, True])
+@pytest.mark.parametrize("name", ["3x3_s1_p1", "7x7_s2_p3_stem_c3", "1x1_s1_gemm", "c20_k40_odd_sizes"])
+def test_nan_input_propagates_like_torch(name, prologue, gen):
+    """One NaN pixel channel: exactly the outputs whose window holds it are NaN (torch.relu keeps
+    NaN; a max that drops it would turn them into 0, a walk that multiplies a neighbouring pixel's
+    value by a zero weight row would spread it), and the rest are right."""
+    case, dtype = GEOMETRY[name]
+    x, w, sc, sh = _inputs(case, dtype, gen)
+    x[0, case.c - 1, case.h // 2, case.w // 2] = float("nan")
+    pre = (_positive(gen, case.c), torch.randn(case.c, generator=gen)) if prologue else (None, None)
+    args = (x, w, sc, sh, None, *case.conv, True, *pre, 1)
+    out = _poisoned((case.n, case.k, *case.out_hw), x.dtype, output_memory_format(x), x.device)
+    y = conv_bn_act(*args, out=out)
+    ref = oracle(*args)
+    assert ref.isnan().any() and not ref.isnan().all()
+    assert torch.equal(y.isnan(), ref.isnan()), f"{int(y.isnan().sum())} NaN outputs, torch has {int(ref.isnan().sum())}"
+    finite = ~ref.isnan()
+    assert rel_error(y[finite], ref[finite]) <= REL_TOL[dtype]
+
+
 # --- narrow channel counts: the ROW_RUN and FLAT_K walks ------------------------------------------
 
 

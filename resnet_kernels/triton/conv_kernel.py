@@ -94,7 +94,8 @@ def _prologue(a, ch, ch_mask, valid, in_scale_ptr, in_shift_ptr, HAS_IN_SCALE: t
         y = y * tl.load(in_scale_ptr + ch, mask=ch_mask, other=0.0)[None, :]
     if HAS_IN_SHIFT:
         y = y + tl.load(in_shift_ptr + ch, mask=ch_mask, other=0.0)[None, :]
-    y = tl.where(valid, tl.maximum(y, 0.0), 0.0)
+    # NaN stays NaN, as in torch.relu (the default max returns the non-NaN operand, 0).
+    y = tl.where(valid, tl.maximum(y, 0.0, propagate_nan=tl.PropagateNan.ALL), 0.0)
     return y.to(a.dtype)
 
 
@@ -179,7 +180,7 @@ def _epilogue_tile(acc, offs_m, mask_m, k0, n_valid, P, Q, out_ptr, scale_ptr, s
         res = tl.load(res_ptr + res_rows[:, None] + (k_out * src)[None, :], mask=res_mask, other=0.0)
         acc = acc + res.to(tl.float32)
     if RELU:
-        acc = tl.maximum(acc, 0.0)
+        acc = tl.maximum(acc, 0.0, propagate_nan=tl.PropagateNan.ALL)  # NaN stays NaN, as in torch.relu
     if OUT_DENSE:
         out_rows = offs_m * soq
     else:
