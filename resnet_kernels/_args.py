@@ -137,8 +137,8 @@ def check_conv_args(
         raise ValueError(f"x must be 4-D (N, C, H, W), got {x.dim()}-D shape {tuple(x.shape)}")
     if weight.dim() != 4:
         raise ValueError(f"weight must be 4-D (K, C/groups, R, S), got {weight.dim()}-D shape {tuple(weight.shape)}")
-    if x.numel() == 0:
-        raise ValueError(f"x is empty (shape {tuple(x.shape)}); every dimension must be positive")
+    if 0 in x.shape[1:]:
+        raise ValueError(f"x is empty (shape {tuple(x.shape)}); C, H and W must be positive (only the batch may be 0)")
     if weight.numel() == 0:
         raise ValueError(f"weight is empty (shape {tuple(weight.shape)}); every dimension must be positive")
 

@@ -44,6 +44,8 @@ def conv_bn_act(
         x, weight, scale, shift, residual, stride, padding, dilation, groups, in_scale, in_shift, residual_stride
     )
     name = backends.resolve_name(backend)
+    if x.shape[0] == 0:  # an empty batch, as torch's conv takes it: nothing to launch
+        return torch.empty(geometry.out_shape, dtype=x.dtype, device=x.device, memory_format=output_memory_format(x))
     acc = compute_dtype(x.dtype)
     args = (
         x,

@@ -33,7 +33,7 @@ BAD = {
     "weight 2-D": (dict(weight=torch.randn(6, 4)), ValueError, "weight must be 4-D"),
     "x int dtype": (dict(x=torch.ones(2, 4, 8, 8, dtype=torch.int32)), TypeError, "x has dtype"),
     "weight dtype mismatch": (dict(weight=torch.randn(6, 4, 3, 3, dtype=torch.float64)), TypeError, "weight has dtype"),
-    "empty x": (dict(x=torch.randn(0, 4, 8, 8)), ValueError, "x is empty"),
+    "empty x": (dict(x=torch.randn(2, 4, 0, 8)), ValueError, "x is empty"),
     "empty weight": (dict(weight=torch.randn(0, 4, 3, 3)), ValueError, "weight is empty"),
     "channels mismatch": (dict(weight=torch.randn(6, 5, 3, 3)), ValueError, "input channels per group"),
     "groups do not divide C": (dict(groups=3, weight=torch.randn(6, 1, 3, 3)), ValueError, "groups=3"),

@@ -122,3 +122,31 @@ def test_gradients_of_every_input_match_an_eager_composition():
     expected = torch.autograd.grad(expected_out, tensors, grad_out)
     for name, a, b in zip(["x", "weight", "scale", "shift", "residual", "in_scale", "in_shift"], ours, expected):
         torch.testing.assert_close(a, b, msg=lambda m, name=name: f"grad of {name}: {m}")
+
+
+@pytest.mark.parametrize("backend", ["reference", "triton", "auto"])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_empty_batch_gives_an_empty_output_like_torch(backend, channels_last):
+    """A batch of 0 (e.g. the last batch of a filtered loader) returns torch's empty output and
+    empty gradients; an empty C, H or W stays an error (tests/test_errors.py)."""
+    x = torch.randn(0, 4, 7, 7, requires_grad=True)
+    w = torch.randn(6, 4, 3, 3, requires_grad=True)
+    res = torch.randn(0, 6, 4, 4)
+    if channels_last:
+        x = x.detach().contiguous(memory_format=torch.channels_last).requires_grad_()
+    y = conv_bn_act(x, w, torch.rand(6), torch.randn(6), res, stride=2, padding=1, backend=backend)
+    expected = torch.nn.functional.conv2d(x, w, None, 2, 1)
+    assert y.shape == expected.shape == (0, 6, 4, 4)
+    y.sum().backward()
+    assert x.grad.shape == x.shape and torch.equal(w.grad, torch.zeros_like(w))
+
+
+def test_empty_batch_through_a_model_like_torchvision():
+    import torchvision
+
+    import resnet_kernels
+
+    ours, theirs = resnet_kernels.resnet18().eval(), torchvision.models.resnet18().eval()
+    x = torch.randn(0, 3, 64, 64)
+    with torch.no_grad():
+        assert ours(x).shape == theirs(x).shape == (0, 1000)
