@@ -5,8 +5,10 @@ and dilation per axis, odd spatial sizes, channel counts that fill no tile, fp32
 NCHW, channels_last or sliced input, no residual / an output-shaped one in either layout / an
 option-A one (fewer channels, subsampled), the pre-activation prologue, scale, shift and ReLU
 each on or off. The fixed test cases cover each feature on its own; these cover their
-combinations. Seeds are fixed, so a failure is reproducible from its test id, and the message
-names the call.
+combinations. A second set of seeds forces a random Triton schedule on such calls (a tile, the
+pointer, TMA or persistent walk, a split of the reduction), every other call a 1x1 GEMM that TMA
+admits. Seeds are fixed, so a failure is reproducible from its test id, and the message names
+the call.
 
 Tolerance (DESIGN.md): the error against float64 is at most twice that of eager PyTorch in the
 same dtype (pre-activation and conv rounded to the dtype, as BatchNorm -> ReLU -> conv2d run
@@ -26,7 +28,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from conftest import HAS_CUDA, needs_cuda, needs_extension
-from helpers import REL_TOL, oracle, rel_error
+from helpers import REL_TOL, force_triton_config, oracle, rel_error
 
 from resnet_kernels._args import output_memory_format, output_size
 from resnet_kernels.functional import conv_bn_act
@@ -175,6 +177,57 @@ def test_triton_random_call(seed):
     device = "cuda" if HAS_CUDA else "cpu"
     args = tensors(call, device, torch.Generator().manual_seed(seed))
     check(call, run_triton(args), args)
+
+
+def draw_schedule(seed: int) -> tuple:
+    """A call (every other one a 1x1 stride-1 GEMM in channels_last, the calls TMA takes) and a
+    forced Triton schedule for it: a tile (BLOCK_M, BLOCK_N, BLOCK_K, warps, stages), pointer,
+    TMA or persistent loads, and a split of the reduction (None: the call's own choice)."""
+    rng = random.Random(10_000 + seed)
+    call = draw(seed)
+    if seed % 2 == 0:  # a call TMA admits: fp16/bf16, 32 | C/groups (not ROW_RUN), 8 | K/groups, no prologue
+        k = call.groups * rng.choice([8, 24, 40, 64])
+        call = replace(call, r=1, s=1, stride=(1, 1), padding=(0, 0), dilation=(1, 1), layout="channels_last",
+                       dtype=rng.choice(["fp16", "bf16"]), c=call.groups * rng.choice([32, 64]), k=k, prologue="none",
+                       residual_channels=min(call.residual_channels, k) if call.residual == "option_a" else k)
+    schedule = rng.choice(["pointer", "tma", "persistent"])
+    tile = (rng.choice([16, 32, 64]), rng.choice([16, 32, 64]), rng.choice([16, 32]), 4, 1)
+    split = None if schedule == "persistent" else rng.choice([None, 1, 2, 3])
+    return call, schedule, tile, split
+
+
+@pytest.mark.parametrize("seed", range(24))
+def test_triton_random_schedule(seed, monkeypatch):
+    """The same random calls with a forced tile, load schedule and split: the combinations of the
+    walks with TMA, the persistent loop and split-K partials that no fixed case reaches. A TMA or
+    persistent tile the call does not admit falls back to the pointer walk, as on a GPU."""
+    call, schedule, tile, split = draw_schedule(seed)
+    force_triton_config(monkeypatch, tile, tma=schedule != "pointer", persistent=schedule == "persistent")
+    args = tensors(call, "cuda" if HAS_CUDA else "cpu", torch.Generator().manual_seed(seed))
+    x, w = args[0], args[1]
+    p, q = call.out_hw
+    out = torch.full((call.n, call.k, p, q), float("nan"), dtype=x.dtype, device=x.device)
+    y = triton_conv_bn_act(*args, out=out.contiguous(memory_format=output_memory_format(x)), split_k=split)
+    check(call, y, args)
+
+
+def test_the_schedule_draws_reach_tma_persistent_and_split():
+    """Across the seeds of test_triton_random_schedule the kernel takes the TMA walk, the
+    persistent loop and split reductions (decided as a launch decides them: kernel_args, then
+    the config's heuristics via tuning._applies), so the test is not all pointer walks."""
+    from resnet_kernels.triton import tuning
+    from resnet_kernels.triton.conv import kernel_args
+
+    seen = {"tma": 0, "persistent": 0, "split": 0}
+    for seed in range(24):
+        call, schedule, tile, split = draw_schedule(seed)
+        args, _ = kernel_args(*tensors(call, "cpu", torch.Generator().manual_seed(seed)), None, split)
+        cfg = tuning._config(tile, tma=schedule != "pointer", persistent=schedule == "persistent")
+        takes_tma = schedule != "pointer" and tuning._applies(cfg, args)
+        seen["tma"] += takes_tma and schedule == "tma"
+        seen["persistent"] += takes_tma and schedule == "persistent"
+        seen["split"] += args["SPLIT_K"] > 1
+    assert min(seen.values()) >= 2, seen
 
 
 @needs_cuda
