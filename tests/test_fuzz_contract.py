@@ -2,8 +2,8 @@
 
 Each seed draws one call from the whole contract at once: groups, kernel size, stride, padding
 and dilation per axis, odd spatial sizes, channel counts that fill no tile, fp32/fp16/bf16, an
-NCHW, channels_last or sliced input, no residual / an output-shaped one in either layout / an
-option-A one (fewer channels, subsampled), the pre-activation prologue, scale, shift and ReLU
+NCHW, channels_last or sliced input, KCRS, KRSC or sliced weights, no residual / an
+output-shaped one (NCHW, channels_last or sliced) / an option-A one (fewer channels, subsampled), the pre-activation prologue, scale, shift and ReLU
 each on or off. The fixed test cases cover each feature on its own; these cover their
 combinations. A second set of seeds forces a random Triton schedule on such calls (a tile, the
 pointer, TMA or persistent walk, a split of the reduction), every other call a 1x1 GEMM that TMA
@@ -53,7 +53,8 @@ class Call:
     groups: int
     dtype: str
     layout: str  # "channels_last", "nchw" or "sliced" (every other column of a wider tensor)
-    residual: str  # "none", "same" (NCHW), "same_cl" or "option_a"
+    weight_layout: str  # "plain" (KCRS), "channels_last" (KRSC) or "sliced" (every other filter)
+    residual: str  # "none", "same" (NCHW), "same_cl", "same_sliced" (every other channel) or "option_a"
     residual_stride: int
     residual_channels: int
     prologue: str  # "none", "shift" or "scale_shift"
@@ -78,13 +79,14 @@ def draw(seed: int) -> Call:
     # At least one output pixel: H + 2*pad >= dil*(R - 1) + 1.
     h = rng.randint(max(1, dilation[0] * (r - 1) + 1 - 2 * padding[0]), 14)
     w = rng.randint(max(1, dilation[1] * (s - 1) + 1 - 2 * padding[1]), 14)
-    residual = rng.choice(["none", "same", "same_cl", "option_a"])
+    residual = rng.choice(["none", "same", "same_cl", "same_sliced", "option_a"])
     residual_stride = rng.choice([1, 2]) if residual == "option_a" else 1
     k = kg * groups
     return Call(
         n=rng.randint(1, 3), c=cg * groups, k=k, h=h, w=w, r=r, s=s, stride=stride, padding=padding,
         dilation=dilation, groups=groups, dtype=rng.choice(list(DTYPES)),
-        layout=rng.choice(["channels_last", "channels_last", "nchw", "sliced"]), residual=residual,
+        layout=rng.choice(["channels_last", "channels_last", "nchw", "sliced"]),
+        weight_layout=rng.choice(["plain", "channels_last", "sliced"]), residual=residual,
         residual_stride=residual_stride, residual_channels=rng.randint(1, k) if residual == "option_a" else k,
         prologue=rng.choice(["none", "none", "shift", "scale_shift"]), scale=rng.random() < 0.8,
         shift=rng.random() < 0.8, relu=rng.random() < 0.7,
@@ -102,11 +104,15 @@ def tensors(call: Call, device: str, gen: torch.Generator) -> tuple:
     x = x[..., ::2] if call.layout == "sliced" else x
     x = x.contiguous(memory_format=torch.channels_last) if call.layout == "channels_last" else x
     cg = call.c // call.groups
-    weight = randn(call.k, cg, call.r, call.s) / math.sqrt(cg * call.r * call.s)
+    filters = call.k * (2 if call.weight_layout == "sliced" else 1)
+    weight = randn(filters, cg, call.r, call.s) / math.sqrt(cg * call.r * call.s)
+    weight = weight[::2] if call.weight_layout == "sliced" else weight
+    weight = weight.contiguous(memory_format=torch.channels_last) if call.weight_layout == "channels_last" else weight
     p, q = call.out_hw
     residual = None
-    if call.residual in ("same", "same_cl"):
-        residual = randn(call.n, call.k, p, q)
+    if call.residual in ("same", "same_cl", "same_sliced"):
+        residual = randn(call.n, call.k * (2 if call.residual == "same_sliced" else 1), p, q)
+        residual = residual[:, 1::2] if call.residual == "same_sliced" else residual
         if call.residual == "same_cl":
             residual = residual.contiguous(memory_format=torch.channels_last)
     elif call.residual == "option_a":
@@ -163,7 +169,8 @@ def test_the_draws_cover_the_contract():
     """The fixed seeds reach every value of every categorical field."""
     calls = [draw(seed) for seed in SEEDS]
     for field, values in [("dtype", DTYPES), ("layout", ["channels_last", "nchw", "sliced"]),
-                          ("residual", ["none", "same", "same_cl", "option_a"]),
+                          ("residual", ["none", "same", "same_cl", "same_sliced", "option_a"]),
+                          ("weight_layout", ["plain", "channels_last", "sliced"]),
                           ("prologue", ["none", "shift", "scale_shift"]), ("relu", [True, False]),
                           ("groups", [1, 2, 3, 4, 8]), ("residual_stride", [1, 2])]:
         seen = {getattr(c, field) for c in calls}
