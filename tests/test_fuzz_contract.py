@@ -2,14 +2,13 @@
 
 Each seed draws one call from the whole contract at once: groups, kernel size, stride, padding
 and dilation per axis, odd spatial sizes, channel counts that fill no tile, fp32/fp16/bf16, an
-NCHW, channels_last or sliced input, KCRS, KRSC or sliced weights, no residual / an
-output-shaped one (NCHW, channels_last or sliced) / an option-A one (fewer channels,
-subsampled), the pre-activation prologue, scale, shift and ReLU each on or off. The fixed test
-cases cover each feature on its own; these cover their
-combinations. A second set of seeds forces a random Triton schedule on such calls (a tile, the
-pointer, TMA or persistent walk, a split of the reduction), every other call a 1x1 GEMM that TMA
-admits. Seeds are fixed, so a failure is reproducible from its test id, and the message names
-the call.
+NCHW, channels_last or sliced input, KCRS, KRSC or sliced weights, no residual / an output-
+shaped one (NCHW, channels_last or sliced) / an option-A one (fewer channels, subsampled), the
+pre-activation prologue, scale, shift and ReLU each on or off. The fixed test cases cover each
+feature on its own; these cover their combinations. A second set of seeds forces a random Triton
+schedule on such calls (a tile, the pointer, TMA or persistent walk, a split of the reduction),
+every other call a 1x1 GEMM that TMA admits. Seeds are fixed, so a failure is reproducible from
+its test id, and the message names the call.
 
 Tolerance (DESIGN.md): the error against float64 is at most twice that of eager PyTorch in the
 same dtype (pre-activation and conv rounded to the dtype, as BatchNorm -> ReLU -> conv2d run
