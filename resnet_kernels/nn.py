@@ -17,10 +17,13 @@ The fold cache
 A fold is a few tiny kernels per BatchNorm, so eval mode computes it once and
 keeps it: two fp32 vectors per BatchNorm, 8 bytes per channel (0.2 MB for
 ResNet-50). Convolution weights go to the op as they are; nothing copies them.
+An entry also references the BatchNorm tensors it was folded from (no copy: the
+module's own; a replaced one stays alive until the next fold of that module).
 
 An entry is reused only while each tensor it was folded from is the same
-tensor, unmodified: the key holds every tensor's data_ptr, dtype, device and
-autograd version counter (bumped by any in-place op: load_state_dict,
+tensor (the entry holds it, so a replacement is told by identity and cannot
+take its address), unmodified: the key holds every tensor's data_ptr, dtype,
+device and autograd version counter (bumped by any in-place op: load_state_dict,
 optimizer steps, ``with torch.no_grad(): bn.weight.mul_(2)``), and eps.
 BatchNorm's running-statistic updates do not bump the version counters of
 running_mean/var, but each one increments num_batches_tracked, whose version
@@ -62,15 +65,15 @@ def _tensor_key(t: Optional[torch.Tensor]):
     return (t.data_ptr(), t.dtype, t.device, version)
 
 
-def _bn_key(bn: nn.Module) -> tuple:
-    return (
-        _tensor_key(bn.weight),
-        _tensor_key(bn.bias),
-        _tensor_key(bn.running_mean),
-        _tensor_key(bn.running_var),
-        _tensor_key(getattr(bn, "num_batches_tracked", None)),
-        bn.eps,
-    )
+_BN_TENSORS = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
+
+
+def _bn_tensors(bn: nn.Module) -> tuple:
+    return tuple(getattr(bn, name, None) for name in _BN_TENSORS)
+
+
+def _bn_key(tensors: tuple, bn: nn.Module) -> tuple:
+    return (*(_tensor_key(t) for t in tensors), bn.eps)
 
 
 def _affine_requires_grad(bn: nn.Module) -> bool:
@@ -83,19 +86,24 @@ class FoldCache:
 
     def __init__(self) -> None:
         # Keyed by the module itself (not id()), so a module cannot be freed
-        # and its id reused while an entry for it exists.
-        self._entries: dict[nn.Module, tuple[tuple, Folded]] = {}
+        # and its id reused while an entry for it exists. An entry also holds
+        # the tensors it was folded from: a replaced tensor is then told by
+        # identity, and while the entry lives no new tensor can be allocated at
+        # a folded one's address with a fresh version counter, which the key
+        # alone would take for the old one.
+        self._entries: dict[nn.Module, tuple[tuple, tuple, Folded]] = {}
 
     def get(self, bn: nn.Module) -> Folded:
-        key = _bn_key(bn)
+        tensors = _bn_tensors(bn)
+        key = _bn_key(tensors, bn)
         entry = self._entries.get(bn)
-        if entry is not None and entry[0] == key:
-            return entry[1]
+        if entry is not None and entry[1] == key and all(a is b for a, b in zip(entry[0], tensors)):
+            return entry[2]
         # Ordinary tensors without history, even when first called under
         # inference_mode, so that a later call with grad enabled may save them.
         with torch.inference_mode(False), torch.no_grad():
             folded = fold_bn(bn)
-        self._entries[bn] = (key, folded)
+        self._entries[bn] = (tensors, key, folded)
         return folded
 
     def clear(self) -> None:

@@ -34,7 +34,7 @@ def _torch_unit(unit, x, residual=None, residual_stride=1):
 
 
 def _cached(module: FusedModule) -> list[torch.Tensor]:
-    return [t for _, folded in module._folds._entries.values() for t in folded]
+    return [t for _, _, folded in module._folds._entries.values() for t in folded]
 
 
 @pytest.mark.parametrize("relu", [True, False])
@@ -205,3 +205,24 @@ def test_state_dict_is_sequential_conv_bn():
     unit = _unit()
     sequential = nn.Sequential(nn.Conv2d(C_IN, C_OUT, 3, bias=False), nn.BatchNorm2d(C_OUT))
     assert list(unit.state_dict()) == list(sequential.state_dict())
+
+
+def test_cache_sees_a_replaced_tensor_at_a_freed_address():
+    """A BatchNorm tensor replaced by a new one that the allocator placed where an earlier,
+    freed one was folded from (same data_ptr, a fresh version counter of 0, other values) must
+    be folded again. Two reassignments between folds let the first free the folded tensor's
+    block for the second; with a forward's temporaries allocated in between, the CPU allocator
+    handed that block out again a few times in a hundred while the cache was keyed on
+    addresses alone (this test then failed within 20 tries). Entries now hold the tensors they
+    were folded from, so a replacement is told by identity and cannot take their address."""
+    from resnet_kernels.functional import fold_bn
+    from resnet_kernels.nn import FoldCache
+
+    cache, bn, x = FoldCache(), torch.nn.BatchNorm2d(64).eval(), torch.randn(2, 64, 8, 8)
+    for trial in range(300):
+        bn.running_var = torch.rand(64) + 0.5  # version 0
+        cache.get(bn)
+        torch.relu(x * 2)  # a forward's temporaries
+        bn.running_var = torch.rand(64) + 0.5  # the folded tensor's last other reference goes
+        bn.running_var = torch.rand(64) + 1.0 + trial
+        assert torch.equal(cache.get(bn)[0], fold_bn(bn)[0]), f"stale fold at try {trial}"
