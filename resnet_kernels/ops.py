@@ -62,9 +62,18 @@ def conv_bn_act(
         _vector(in_shift, acc),
         residual_stride,
     )
+    if x.is_cuda and x.device.index != torch.cuda.current_device():
+        # Kernels launch, and the auto backend times them, on the current device: make it x's
+        # for the call, as torch's own ops do (x on cuda:1 while cuda:0 is current).
+        with torch.cuda.device(x.device):
+            return _run(name, args, geometry)
+    return _run(name, args, geometry)
+
+
+def _run(name: str, args: tuple, geometry) -> torch.Tensor:
     if name == "auto":
         name = autoselect.choose(args, geometry)
-    return backends.implementation(name, x)(*args)
+    return backends.implementation(name, args[0])(*args)
 
 
 @conv_bn_act.register_fake

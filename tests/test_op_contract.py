@@ -150,3 +150,30 @@ def test_empty_batch_through_a_model_like_torchvision():
     x = torch.randn(0, 3, 64, 64)
     with torch.no_grad():
         assert ours(x).shape == theirs(x).shape == (0, 1000)
+
+
+two_gpus = pytest.mark.skipif(
+    not torch.cuda.is_available() or torch.cuda.device_count() < 2,
+    reason=f"needs two CUDA GPUs; this machine has {torch.cuda.device_count() if torch.cuda.is_available() else 0}",
+)
+
+
+@two_gpus
+@pytest.mark.parametrize("backend", ["triton", "cuda", "auto"])
+def test_tensors_on_a_device_that_is_not_current(backend):
+    """x on cuda:1 while cuda:0 is current: the kernels launch (and auto times them) on cuda:1,
+    on its current stream, and the result is right."""
+    from resnet_kernels.backends import cuda_extension_error
+
+    if backend == "cuda" and cuda_extension_error() is not None:
+        pytest.skip(f"the cuda backend is not built: {cuda_extension_error()}")
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(2, 64, 9, 9, generator=g).half().to("cuda:1", memory_format=torch.channels_last)
+    w = (torch.randn(64, 64, 3, 3, generator=g) / 24).half().to("cuda:1")
+    sc, sh = torch.rand(64, generator=g).to("cuda:1"), torch.randn(64, generator=g).to("cuda:1")
+    with torch.cuda.device(0):
+        y = conv_bn_act(x, w, sc, sh, None, padding=1, backend=backend)
+        torch.cuda.synchronize(1)
+    assert y.device == x.device
+    ref = conv_bn_act(x.cpu().float(), w.cpu().float(), sc.cpu(), sh.cpu(), None, padding=1, backend="reference")
+    assert ((y.cpu().float() - ref).norm() / ref.norm()).item() < 2e-3
