@@ -58,8 +58,12 @@ def test_kernel_backends_refuse_float64_and_name_the_reference(monkeypatch):
     assert "float64" in reason and "reference" in reason
 
 
-def test_auto_on_cpu_is_the_reference(monkeypatch):
-    monkeypatch.setenv("TRITON_INTERPRET", "0")
+@pytest.mark.parametrize("interpret", ["0", "1"])
+def test_auto_on_cpu_is_the_reference(interpret, monkeypatch):
+    """Also with the Triton interpreter on (which makes triton available for CPU tensors): auto
+    neither times it (no GPU clock) nor picks it."""
+    monkeypatch.setenv("TRITON_INTERPRET", interpret)
+    monkeypatch.setattr(autoselect, "choose", lambda *a, **k: pytest.fail("auto timed backends on the CPU"))
     x, w = _inputs()
     torch.testing.assert_close(conv_bn_act(x, w, backend="auto"), conv_bn_act(x, w, backend="reference"))
 

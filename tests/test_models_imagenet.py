@@ -163,6 +163,22 @@ def test_compile_fullgraph_traces_eval_and_sees_weight_edits():
         assert_close(compiled(x, backend="reference"), theirs(x))
 
 
+def test_torch_export_keeps_one_fused_op_per_conv():
+    """torch.export traces the eval model into one conv_bn_act node per convolution (the default
+    backend, auto: the reference on the CPU, also with the Triton interpreter on) and the exported
+    program computes what the model does on a fresh input."""
+    theirs, ours, size = _small_pair("bottleneck")
+    theirs.eval()
+    ours.eval()
+    convs = sum(isinstance(m, torch.nn.Conv2d) for m in ours.modules())
+    with torch.no_grad():
+        program = torch.export.export(ours, (images(2, size),))
+        fused = [n for n in program.graph.nodes if "conv_bn_act" in str(n.target)]
+        assert len(fused) == convs
+        x = images(2, size)
+        assert_close(program.module()(x), theirs(x))
+
+
 def _triton_missing():
     try:
         from resnet_kernels.triton import conv_bn_act  # noqa: F401
