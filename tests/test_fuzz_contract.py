@@ -28,7 +28,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from conftest import HAS_CUDA, needs_cuda, needs_extension
-from helpers import REL_TOL, force_triton_config, oracle, rel_error
+from helpers import REL_TOL, default_triton_switches, force_triton_config, oracle, rel_error
 
 from resnet_kernels._args import output_memory_format, output_size
 from resnet_kernels.functional import conv_bn_act
@@ -218,13 +218,14 @@ def test_triton_random_schedule(seed, monkeypatch):
     check(call, y, args)
 
 
-def test_the_schedule_draws_reach_tma_persistent_and_split():
+def test_the_schedule_draws_reach_tma_persistent_and_split(monkeypatch):
     """Across the seeds of test_triton_random_schedule the kernel takes the TMA walk, the
     persistent loop and split reductions (decided as a launch decides them: kernel_args, then
     the config's heuristics via tuning._applies), so the test is not all pointer walks."""
     from resnet_kernels.triton import tuning
     from resnet_kernels.triton.conv import kernel_args
 
+    default_triton_switches(monkeypatch)
     seen = {"tma": 0, "persistent": 0, "split": 0}
     for seed in range(24):
         call, schedule, tile, split = draw_schedule(seed)

@@ -22,7 +22,15 @@ import torch.nn.functional as F
 import triton
 import triton.language as tl
 from conftest import HAS_CUDA, needs_cuda
-from helpers import REL_TOL, assert_within_cudnn_error, force_triton_config, oracle, rel_error, triton_launches
+from helpers import (
+    REL_TOL,
+    assert_within_cudnn_error,
+    default_triton_switches,
+    force_triton_config,
+    oracle,
+    rel_error,
+    triton_launches,
+)
 
 import resnet_kernels
 from resnet_kernels._args import output_memory_format
@@ -401,6 +409,7 @@ def test_tma_can_be_switched_off(gen, monkeypatch):
 
 
 def test_tma_is_off_by_default_under_the_interpreter(gen, monkeypatch):
+    default_triton_switches(monkeypatch)
     launches = triton_launches(monkeypatch)
     case = TMA_CASES["m_and_k_ragged"]
     _check(case, *_inputs(case, torch.float16, gen))
@@ -411,6 +420,8 @@ def test_tma_needs_hopper(monkeypatch):
     """Off the interpreter, TMA_OK needs a CUDA device of compute capability >= 9.0."""
     from resnet_kernels.triton import tma
     from resnet_kernels.triton.conv import kernel_args
+
+    default_triton_switches(monkeypatch)
 
     case = TMA_CASES["m_and_k_ragged"]
     x, w, sc, sh = _inputs(case, torch.float16, torch.Generator().manual_seed(0))

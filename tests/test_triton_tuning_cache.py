@@ -11,6 +11,7 @@ import os
 import pytest
 import torch
 import triton
+from helpers import default_triton_switches
 
 from resnet_kernels import _disk_cache
 from resnet_kernels.triton import tuning, tuning_cache
@@ -99,7 +100,9 @@ def test_default_path_names_gpu_and_versions(monkeypatch, tmp_path):
 
 @pytest.fixture
 def hopper(monkeypatch, tmp_path):
-    """Hopper configs, with the disk cache in tmp_path instead of a GPU-named file."""
+    """Hopper configs, with the disk cache in tmp_path instead of a GPU-named file, and the
+    switches at their defaults (a test that needs one off sets it)."""
+    default_triton_switches(monkeypatch)
     monkeypatch.setattr(tuning, "interpreting", lambda: False)
     monkeypatch.setattr(tuning, "disk_cache", lambda _device: TuningCache(str(tmp_path / "t.json")))
     return tuning.autotune_configs()

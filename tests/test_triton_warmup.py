@@ -9,7 +9,7 @@ record what reaches that last step.
 import pytest
 import torch
 from triton.tools.tensor_descriptor import TensorDescriptor
-from helpers import record_runs
+from helpers import default_triton_switches, record_runs
 
 from resnet_kernels.layer_shapes import model_layers
 from resnet_kernels.triton import tma, tuning, warmup
@@ -39,7 +39,8 @@ def test_warm_layer_reaches_the_kernel_as_a_warmup_with_the_launch_arguments(mon
 @pytest.fixture
 def hopper_candidates(monkeypatch):
     """The GPU's candidate list (pointer and TMA tiles) and its pruning, on a CPU that passes for
-    a GPU (no disk cache: nothing is looked up)."""
+    a GPU (no disk cache: nothing is looked up), with the switches at their defaults."""
+    default_triton_switches(monkeypatch)
     monkeypatch.setattr(tuning, "interpreting", lambda: False)
     monkeypatch.setattr(tuning, "disk_cache", lambda _device: {})
     monkeypatch.setattr(conv_bn_act_kernel, "configs", tuning.autotune_configs())
@@ -91,6 +92,7 @@ def test_warm_up_and_launch_reach_the_same_specialisation(monkeypatch):
     from resnet_kernels.triton.aot import conv_layer_call
     from resnet_kernels.triton.conv import conv_bn_act
 
+    default_triton_switches(monkeypatch)
     monkeypatch.setattr(conv_bn_act_kernel, "configs", [tuning._config((32, 32, 16, 4, 1), tma=True)])
     monkeypatch.setattr(tuning, "remember", lambda *args: None)
     calls = record_runs(monkeypatch, conv_bn_act_kernel.fn.fn)
