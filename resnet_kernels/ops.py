@@ -45,6 +45,8 @@ def conv_bn_act(
     )
     name = backends.resolve_name(backend)
     if x.shape[0] == 0:  # an empty batch, as torch's conv takes it: nothing to launch
+        if name != "auto":
+            backends.implementation(name, x)  # an unavailable backend still says so
         return torch.empty(geometry.out_shape, dtype=x.dtype, device=x.device, memory_format=output_memory_format(x))
     acc = compute_dtype(x.dtype)
     args = (

@@ -141,6 +141,13 @@ def test_empty_batch_gives_an_empty_output_like_torch(backend, channels_last):
     assert x.grad.shape == x.shape and torch.equal(w.grad, torch.zeros_like(w))
 
 
+def test_empty_batch_on_an_unavailable_backend_still_says_so():
+    from resnet_kernels.backends import BackendUnavailableError
+
+    with pytest.raises(BackendUnavailableError, match="cuda"):
+        conv_bn_act(torch.randn(0, 4, 7, 7), torch.randn(6, 4, 3, 3), backend="cuda")
+
+
 def test_empty_batch_through_a_model_like_torchvision():
     import torchvision
 
