@@ -93,7 +93,9 @@ def choose(args: tuple, geometry: ConvGeometry, timer: Optional[Callable] = None
     for name in candidates:
         impl = backends.implementation(name, x)
         try:
-            times[name] = timer(lambda: impl(*args))
+            # Events record on the current device: make it x's, where the kernels run.
+            with torch.cuda.device_of(x):
+                times[name] = timer(lambda: impl(*args))
         except Exception as err:  # a backend that fails here is not chosen, but said so
             warnings.warn(f"auto backend: {name!r} failed on {key} and is skipped: {err}")
             continue

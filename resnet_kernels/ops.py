@@ -64,20 +64,11 @@ def conv_bn_act(
         _vector(in_shift, acc),
         residual_stride,
     )
-    if x.is_cuda and x.device.index != torch.cuda.current_device():
-        # Kernels launch, and the auto backend times them, on the current device: make it x's
-        # for the call, as torch's own ops do (x on cuda:1 while cuda:0 is current).
-        with torch.cuda.device(x.device):
-            return _run(name, args, geometry)
-    return _run(name, args, geometry)
-
-
-def _run(name: str, args: tuple, geometry) -> torch.Tensor:
     if name == "auto":
         # The reference off the GPU: the only other candidate there is Triton's interpreter
         # (TRITON_INTERPRET=1), a test vehicle, and there is no GPU clock to time it with.
-        name = autoselect.choose(args, geometry) if args[0].is_cuda else "reference"
-    return backends.implementation(name, args[0])(*args)
+        name = autoselect.choose(args, geometry) if x.is_cuda else "reference"
+    return backends.implementation(name, x)(*args)
 
 
 @conv_bn_act.register_fake

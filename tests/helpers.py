@@ -162,6 +162,19 @@ def default_triton_switches(monkeypatch):
         monkeypatch.delenv(name, raising=False)
 
 
+def triton_into_poisoned_output(args, split_k=None) -> torch.Tensor:
+    """The triton backend on the op's positional `args`, writing into a NaN-filled output of
+    x's memory format (the shape from x, the weight and the conv geometry), so an element the
+    kernel missed shows as NaN."""
+    from resnet_kernels._args import output_memory_format, output_size
+    from resnet_kernels.triton import conv_bn_act
+
+    x, w, stride, padding, dilation = args[0], args[1], args[5], args[6], args[7]
+    p, q = (output_size(x.shape[2 + i], w.shape[2 + i], stride[i], padding[i], dilation[i]) for i in range(2))
+    out = torch.full((x.shape[0], w.shape[0], p, q), float("nan"), dtype=x.dtype, device=x.device)
+    return conv_bn_act(*args, out=out.contiguous(memory_format=output_memory_format(x)), split_k=split_k)
+
+
 def force_triton_config(monkeypatch, spec, tma=False, persistent=False):
     """Run the conv kernel with the one (BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages) `spec`,
     a TMA candidate if `tma`, a persistent TMA candidate if `persistent`. A forced TMA or

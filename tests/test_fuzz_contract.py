@@ -28,11 +28,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 from conftest import HAS_CUDA, needs_cuda, needs_extension
-from helpers import REL_TOL, default_triton_switches, force_triton_config, oracle, rel_error
+from helpers import (
+    REL_TOL,
+    default_triton_switches,
+    force_triton_config,
+    oracle,
+    rel_error,
+    triton_into_poisoned_output,
+)
 
-from resnet_kernels._args import output_memory_format, output_size
 from resnet_kernels.functional import conv_bn_act
-from resnet_kernels.triton import conv_bn_act as triton_conv_bn_act
 
 SEEDS = range(40)
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -160,14 +165,6 @@ def check(call: Call, y: torch.Tensor, args) -> None:
     assert err <= bound, f"error {err:.3g} > {bound:.3g} (eager {eager:.3g}): {asdict(call)}"
 
 
-def run_triton(args) -> torch.Tensor:
-    """The triton backend into a NaN-filled output of x's memory format."""
-    x, w, stride, padding, dilation = args[0], args[1], args[5], args[6], args[7]
-    p, q = (output_size(x.shape[2 + i], w.shape[2 + i], stride[i], padding[i], dilation[i]) for i in range(2))
-    out = torch.full((x.shape[0], w.shape[0], p, q), float("nan"), dtype=x.dtype, device=x.device)
-    return triton_conv_bn_act(*args, out=out.contiguous(memory_format=output_memory_format(x)))
-
-
 def test_the_draws_cover_the_contract():
     """The fixed seeds reach every value of every categorical field."""
     calls = [draw(seed) for seed in SEEDS]
@@ -186,7 +183,7 @@ def test_triton_random_call(seed):
     call = draw(seed)
     device = "cuda" if HAS_CUDA else "cpu"
     args = tensors(call, device, torch.Generator().manual_seed(seed))
-    check(call, run_triton(args), args)
+    check(call, triton_into_poisoned_output(args), args)
 
 
 def draw_schedule(seed: int) -> tuple:
@@ -214,11 +211,7 @@ def test_triton_random_schedule(seed, monkeypatch):
     call, schedule, tile, split = draw_schedule(seed)
     force_triton_config(monkeypatch, tile, tma=schedule != "pointer", persistent=schedule == "persistent")
     args = tensors(call, "cuda" if HAS_CUDA else "cpu", torch.Generator().manual_seed(seed))
-    x, w = args[0], args[1]
-    p, q = call.out_hw
-    out = torch.full((call.n, call.k, p, q), float("nan"), dtype=x.dtype, device=x.device)
-    y = triton_conv_bn_act(*args, out=out.contiguous(memory_format=output_memory_format(x)), split_k=split)
-    check(call, y, args)
+    check(call, triton_into_poisoned_output(args, split_k=split), args)
 
 
 def test_the_schedule_draws_reach_tma_persistent_and_split(monkeypatch):

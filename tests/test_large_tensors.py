@@ -18,10 +18,16 @@ from dataclasses import dataclass
 import pytest
 import torch
 from conftest import HAS_CUDA, IS_SM90, needs_cuda, needs_extension
-from helpers import REL_TOL, force_triton_config, into_poisoned_memory, oracle, rel_error, triton_launches
+from helpers import (
+    REL_TOL,
+    force_triton_config,
+    into_poisoned_memory,
+    oracle,
+    rel_error,
+    triton_into_poisoned_output,
+    triton_launches,
+)
 
-from resnet_kernels._args import output_memory_format
-from resnet_kernels.triton import conv_bn_act as triton_conv_bn_act
 from resnet_kernels.triton import tuning
 
 BOUNDARY = 2**31
@@ -127,12 +133,6 @@ def _check(y: torch.Tensor, args, boundary: int):
         assert err <= REL_TOL[y.dtype], f"image {img}, output rows [{p0}, {p1}): error {err:.3g}"
 
 
-def _run_triton(args, out_shape):
-    out = torch.full(out_shape, float("nan"), dtype=args[0].dtype, device=args[0].device)
-    out = out.contiguous(memory_format=output_memory_format(args[0]))
-    return triton_conv_bn_act(*args, out=out)
-
-
 # --- CPU: the harness on small tensors, through the Triton interpreter --------------------------
 
 
@@ -150,9 +150,8 @@ def test_cropped_rows_equal_the_full_oracle(shape):
 
 @pytest.mark.parametrize("name", SMALL)
 def test_harness_on_small_tensors(name):
-    shape = SMALL[name]
-    args = _args(shape, torch.Generator().manual_seed(len(name)), "cpu")
-    y = _run_triton(args, (shape.n, shape.k, *shape.out_hw))
+    args = _args(SMALL[name], torch.Generator().manual_seed(len(name)), "cpu")
+    y = triton_into_poisoned_output(args)
     boundary = args[0].numel() // 2
     assert len(_bands(y, args[0], boundary)) >= 3, "the boundary band of the input is missing"
     _check(y, args, boundary)
@@ -160,9 +159,8 @@ def test_harness_on_small_tensors(name):
 
 def test_harness_finds_a_wrong_row():
     """A single wrong output row inside a band fails the check (so the check can fail)."""
-    shape = SMALL["conv3x3_prologue"]
-    args = _args(shape, torch.Generator().manual_seed(3), "cpu")
-    y = _run_triton(args, (shape.n, shape.k, *shape.out_hw))
+    args = _args(SMALL["conv3x3_prologue"], torch.Generator().manual_seed(3), "cpu")
+    y = triton_into_poisoned_output(args)
     y[-1, :, -1] = y[-1, :, -2]  # the last row of the last image: a row read from its neighbour
     with pytest.raises(AssertionError, match="image 2"):
         _check(y, args, args[0].numel() // 2)
@@ -190,9 +188,8 @@ def _large_args(name):
 @pytest.mark.parametrize("name", LARGE)
 def test_triton_over_2_31_elements(name):
     args = _large_args(name)
-    shape = LARGE[name]
     assert args[0].numel() > BOUNDARY
-    _check(_run_triton(args, (shape.n, shape.k, *shape.out_hw)), args, BOUNDARY)
+    _check(triton_into_poisoned_output(args), args, BOUNDARY)
 
 
 @needs_cuda
@@ -206,8 +203,7 @@ def test_triton_tma_over_2_31_elements(schedule, monkeypatch):
     force_triton_config(monkeypatch, spec, tma=True, persistent=schedule == "persistent")
     launches = triton_launches(monkeypatch)
     args = _large_args("gemm_residual")
-    shape = LARGE["gemm_residual"]
-    _check(_run_triton(args, (shape.n, shape.k, *shape.out_hw)), args, BOUNDARY)
+    _check(triton_into_poisoned_output(args), args, BOUNDARY)
     assert launches[0]["TMA"] and bool(launches[0]["PERSISTENT"]) == (schedule == "persistent")
 
 

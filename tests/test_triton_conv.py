@@ -29,6 +29,7 @@ from helpers import (
     force_triton_config,
     oracle,
     rel_error,
+    triton_into_poisoned_output,
     triton_launches,
 )
 
@@ -226,8 +227,7 @@ def test_nan_input_propagates_like_torch(name, prologue, gen):
     x[0, case.c - 1, case.h // 2, case.w // 2] = float("nan")
     pre = (_positive(gen, case.c), torch.randn(case.c, generator=gen)) if prologue else (None, None)
     args = (x, w, sc, sh, None, *case.conv, True, *pre, 1)
-    out = _poisoned((case.n, case.k, *case.out_hw), x.dtype, output_memory_format(x), x.device)
-    y = conv_bn_act(*args, out=out)
+    y = triton_into_poisoned_output(args)
     ref = oracle(*args)
     assert ref.isnan().any() and not ref.isnan().all()
     assert torch.equal(y.isnan(), ref.isnan()), f"{int(y.isnan().sum())} NaN outputs, torch has {int(ref.isnan().sum())}"

@@ -176,12 +176,6 @@ def conv_bn_act(
 
     split_k forces the split of the reduction (see kernel_args); None chooses it.
     """
-    if x.is_cuda and x.device.index != torch.cuda.current_device():
-        # Triton launches on the current device (and its current stream), not on the tensors':
-        # make it x's for the call, as torch's own ops do (x on cuda:1 while cuda:0 is current).
-        with torch.cuda.device(x.device):
-            return conv_bn_act(x, weight, scale, shift, residual, stride, padding, dilation, groups, relu,
-                               in_scale, in_shift, residual_stride, out, split_k)
     args, kernel_groups = kernel_args(
         x, weight, scale, shift, residual, stride, padding, dilation, groups, relu, in_scale, in_shift,
         residual_stride, out, split_k,
@@ -190,10 +184,13 @@ def conv_bn_act(
     grid = _conv_grid(args, kernel_groups)
     if tuning.interpreting():
         _interpreter_compat.install()
-    conv_bn_act_kernel[grid](**args)
+    # Triton launches on the current device and its current stream, not on the tensors': make
+    # it x's, as torch's own ops do (x on cuda:1 while cuda:0 is current; a no-op on the CPU).
+    with torch.cuda.device_of(x):
+        conv_bn_act_kernel[grid](**args)
+        if args["SPLIT_K"] > 1:
+            _reduce_splits(args, kernel_groups * args["K"])
     tuning.remember(conv_bn_act_kernel, args)
-    if args["SPLIT_K"] > 1:
-        _reduce_splits(args, kernel_groups * args["K"])
     return args["out_ptr"]
 
 
