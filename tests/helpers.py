@@ -152,13 +152,13 @@ def record_runs(monkeypatch, fn) -> list:
 
 
 def default_triton_switches(monkeypatch):
-    """The Triton backend's environment switches at their defaults (autotuning, TMA and the
-    persistent candidates on), for tests of what the defaults do: a GPU session runs the tests
-    with RESNET_KERNELS_TRITON_AUTOTUNE=0, and a bisecting one may turn TMA or the persistent
-    candidates off for the kernels' own tests."""
+    """The Triton backend's environment switches at their defaults (autotuning, TMA, the
+    persistent and the stream-K candidates on), for tests of what the defaults do: a GPU session
+    runs the tests with RESNET_KERNELS_TRITON_AUTOTUNE=0, and a bisecting one may turn TMA, the
+    persistent or the stream-K candidates off for the kernels' own tests."""
     from resnet_kernels.triton import tma, tuning
 
-    for name in (tuning.AUTOTUNE_ENV, tuning.PERSISTENT_ENV, tma.TMA_ENV):
+    for name in (tuning.AUTOTUNE_ENV, tuning.PERSISTENT_ENV, tuning.STREAM_K_ENV, tma.TMA_ENV):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -175,17 +175,19 @@ def triton_into_poisoned_output(args, split_k=None) -> torch.Tensor:
     return conv_bn_act(*args, out=out.contiguous(memory_format=output_memory_format(x)), split_k=split_k)
 
 
-def force_triton_config(monkeypatch, spec, tma=False, persistent=False):
+def force_triton_config(monkeypatch, spec, tma=False, persistent=False, stream_k=False):
     """Run the conv kernel with the one (BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages) `spec`,
-    a TMA candidate if `tma`, a persistent TMA candidate if `persistent`. A forced TMA or
-    persistent tile is what the test is about, so the switches that would turn it off are unset."""
+    a TMA candidate if `tma`, a persistent TMA candidate if `persistent`, a stream-K candidate
+    if `stream_k`. A forced TMA, persistent or stream-K tile is what the test is about, so the
+    switches that would turn it off are unset."""
     from resnet_kernels.triton import tuning
     from resnet_kernels.triton.conv_kernel import conv_bn_act_kernel
 
-    if tma or persistent:
+    if tma or persistent or stream_k:
         default_triton_switches(monkeypatch)
 
-    monkeypatch.setattr(conv_bn_act_kernel, "configs", [tuning._config(spec, tma=tma, persistent=persistent)])
+    config = tuning._config(spec, tma=tma, persistent=persistent, stream_k=stream_k)
+    monkeypatch.setattr(conv_bn_act_kernel, "configs", [config])
     monkeypatch.setattr(tuning, "remember", lambda *args: None)  # a forced config is no tuning winner
 
 

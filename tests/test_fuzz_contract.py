@@ -6,7 +6,8 @@ NCHW, channels_last or sliced input, KCRS, KRSC or sliced weights, no residual /
 shaped one (NCHW, channels_last or sliced) / an option-A one (fewer channels, subsampled), the
 pre-activation prologue, scale, shift and ReLU each on or off. The fixed test cases cover each
 feature on its own; these cover their combinations. A second set of seeds forces a random Triton
-schedule on such calls (a tile, the pointer, TMA or persistent walk, a split of the reduction),
+schedule on such calls (a tile, the pointer, TMA, persistent or stream-K schedule, a split of the
+reduction),
 every other call a 1x1 GEMM that TMA admits. Seeds are fixed, so a failure is reproducible from
 its test id, and the message names the call.
 
@@ -189,7 +190,8 @@ def test_triton_random_call(seed):
 def draw_schedule(seed: int) -> tuple:
     """A call (every other one a 1x1 stride-1 GEMM in channels_last, the calls TMA takes) and a
     forced Triton schedule for it: a tile (BLOCK_M, BLOCK_N, BLOCK_K, warps, stages), pointer,
-    TMA or persistent loads, and a split of the reduction (None: the call's own choice)."""
+    TMA, persistent or stream-K, a split of the reduction (None: the call's own choice), and the
+    programs a persistent or stream-K launch has under the interpreter."""
     rng = random.Random(10_000 + seed)
     call = draw(seed)
     if seed % 2 == 0:  # a call TMA admits: fp16/bf16, 32 | C/groups (not ROW_RUN), 8 | K/groups, no prologue
@@ -197,39 +199,56 @@ def draw_schedule(seed: int) -> tuple:
         call = replace(call, r=1, s=1, stride=(1, 1), padding=(0, 0), dilation=(1, 1), layout="channels_last",
                        dtype=rng.choice(["fp16", "bf16"]), c=call.groups * rng.choice([32, 64]), k=k, prologue="none",
                        residual_channels=min(call.residual_channels, k) if call.residual == "option_a" else k)
-    schedule = rng.choice(["pointer", "tma", "persistent"])
+    schedule = rng.choice(["pointer", "tma", "persistent", "stream_k"])
     tile = (rng.choice([16, 32, 64]), rng.choice([16, 32, 64]), rng.choice([16, 32]), 4, 1)
     split = None if schedule == "persistent" else rng.choice([None, 1, 2, 3])
-    return call, schedule, tile, split
+    programs = rng.choice([2, 3, 5, 9])
+    return call, schedule, tile, split, programs
 
 
-@pytest.mark.parametrize("seed", range(24))
+SCHEDULE_SEEDS = range(32)
+
+
+def _forced(monkeypatch, schedule, tile, programs):
+    """Force the drawn schedule's config (helpers.force_triton_config) and the interpreter's
+    programs of a persistent or stream-K launch."""
+    from resnet_kernels.triton import tuning
+
+    force_triton_config(monkeypatch, tile, tma=schedule in ("tma", "persistent"), persistent=schedule == "persistent",
+                        stream_k=schedule == "stream_k")
+    monkeypatch.setattr(tuning, "_INTERPRETER_PROGRAMS", programs)
+
+
+@pytest.mark.parametrize("seed", SCHEDULE_SEEDS)
 def test_triton_random_schedule(seed, monkeypatch):
-    """The same random calls with a forced tile, load schedule and split: the combinations of the
-    walks with TMA, the persistent loop and split-K partials that no fixed case reaches. A TMA or
-    persistent tile the call does not admit falls back to the pointer walk, as on a GPU."""
-    call, schedule, tile, split = draw_schedule(seed)
-    force_triton_config(monkeypatch, tile, tma=schedule != "pointer", persistent=schedule == "persistent")
+    """The same random calls with a forced tile, schedule and split: the combinations of the walks
+    with TMA, the persistent loop, stream-K's shared tiles and split-K partials that no fixed case
+    reaches. A TMA, persistent or stream-K tile the call does not admit falls back to the one-tile
+    pointer walk, as on a GPU."""
+    call, schedule, tile, split, programs = draw_schedule(seed)
+    _forced(monkeypatch, schedule, tile, programs)
     args = tensors(call, "cuda" if HAS_CUDA else "cpu", torch.Generator().manual_seed(seed))
     check(call, triton_into_poisoned_output(args, split_k=split), args)
 
 
-def test_the_schedule_draws_reach_tma_persistent_and_split(monkeypatch):
+def test_the_schedule_draws_reach_tma_persistent_stream_k_and_split(monkeypatch):
     """Across the seeds of test_triton_random_schedule the kernel takes the TMA walk, the
-    persistent loop and split reductions (decided as a launch decides them: kernel_args, then
-    the config's heuristics via tuning._applies), so the test is not all pointer walks."""
+    persistent loop, stream-K and split reductions (decided as a launch decides them:
+    kernel_args, then the config's heuristics via tuning._applies), so the test is not all
+    pointer walks."""
     from resnet_kernels.triton import tuning
     from resnet_kernels.triton.conv import kernel_args
 
-    default_triton_switches(monkeypatch)
-    seen = {"tma": 0, "persistent": 0, "split": 0}
-    for seed in range(24):
-        call, schedule, tile, split = draw_schedule(seed)
+    seen = {"tma": 0, "persistent": 0, "stream_k": 0, "split": 0}
+    for seed in SCHEDULE_SEEDS:
+        call, schedule, tile, split, programs = draw_schedule(seed)
+        _forced(monkeypatch, schedule, tile, programs)
         args, _ = kernel_args(*tensors(call, "cpu", torch.Generator().manual_seed(seed)), None, split)
-        cfg = tuning._config(tile, tma=schedule != "pointer", persistent=schedule == "persistent")
-        takes_tma = schedule != "pointer" and tuning._applies(cfg, args)
+        cfg = tuning._config(tile, tma=schedule in ("tma", "persistent"), persistent=schedule == "persistent")
+        takes_tma = schedule in ("tma", "persistent") and tuning._applies(cfg, args)
         seen["tma"] += takes_tma and schedule == "tma"
         seen["persistent"] += takes_tma and schedule == "persistent"
+        seen["stream_k"] += schedule == "stream_k" and args["STREAM_K_OK"]
         seen["split"] += args["SPLIT_K"] > 1
     assert min(seen.values()) >= 2, seen
 

@@ -17,7 +17,8 @@ import pytest
 from resnet_kernels.triton.aot import SM90_SHARED_MEMORY
 
 # name: (ResNet-50 layer, dtype, pre-activation prologue, (BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages),
-#        split_k[, channels_last (default True)[, TMA candidate (default False)[, persistent (default False)]]])
+#        split_k[, channels_last (default True)[, TMA candidate (default False)[, persistent (default False)
+#        [, stream-K (default False)]]]])
 CONFIGS = {
     "3x3_fp16_128x128x64": ("resnet50.layer3.0.conv2", "float16", False, (128, 128, 64, 8, 3), 1),
     "1x1_gemm_residual_fp16": ("resnet50.layer1.0.conv3", "float16", False, (128, 256, 64, 8, 3), 1),
@@ -34,9 +35,15 @@ CONFIGS = {
                                      True, True),
     "1x1_persistent_two_per_sm_bf16": ("resnet50.layer4.0.conv3", "bfloat16", False, (128, 64, 64, 4, 3), 1, True,
                                        True, True),
+    # Stream-K candidates (the STREAM_K schedule), pointer loads.
+    "3x3_stream_k_fp16": ("resnet50.layer4.1.conv2", "float16", False, (128, 128, 64, 8, 3), 1, True, False, False,
+                          True),
+    "1x1_stream_k_two_per_sm_bf16": ("resnet50.layer4.0.conv3", "bfloat16", False, (128, 64, 64, 4, 4), 1, True,
+                                     False, False, True),
 }
 TMA_CONFIGS = [name for name, spec in CONFIGS.items() if spec[6:7] == (True,)]
 PERSISTENT_CONFIGS = [name for name, spec in CONFIGS.items() if spec[7:8] == (True,)]
+STREAM_K_CONFIGS = [name for name, spec in CONFIGS.items() if spec[8:9] == (True,)]
 H100_SHARED_MEMORY_PER_SM = 228 * 1024  # of which each resident block also takes 1 KB
 
 
@@ -128,19 +135,37 @@ def test_persistent_candidates_run_the_epilogue_inside_the_pipelined_loop(name, 
         assert 0 < result["k_path"] < 0.3 * result["loop_instructions"]
     else:
         assert result["loop_stores"] == 0
-        # no epilogue in the loop to skip (at most a short branch of its own: 7 of 475 instructions
-        # in the pre-activation 3x3 with triton 3.6)
-        assert 0.9 * result["loop_instructions"] <= result["k_path"] <= result["loop_instructions"]
+        if name not in STREAM_K_CONFIGS:  # stream-K's outermost loop is its segment loop (test below)
+            # no epilogue in the loop to skip (at most a short branch of its own: 7 of 475
+            # instructions in the pre-activation 3x3 with triton 3.6)
+            assert 0.9 * result["loop_instructions"] <= result["k_path"] <= result["loop_instructions"]
 
 
-def test_two_persistent_128x64_programs_fit_an_sm(compiled):
-    """tuning.persistent_programs launches two 128x64 programs per SM: their shared memory (plus
-    1 KB each reserved by the hardware) must fit an H100 SM, or the second wave of programs would
-    wait for the first to finish all its tiles."""
-    result = compiled["1x1_persistent_two_per_sm_bf16"]
-    assert 2 * (result["shared"] + 1024) <= H100_SHARED_MEMORY_PER_SM
-    if result["registers"] is not None:
-        assert 2 * 128 * result["registers"] <= 65536
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_stream_k_candidates_keep_a_pipelined_k_loop(name, compiled):
+    """A stream-K candidate takes the stream-K schedule, and its k loop, nested in the loop over
+    the program's tile segments, is still software-pipelined: cp.async copies (LDGSTS) and the
+    wgmma in one loop with no global store. Its length: 195-201 SASS instructions per warp and
+    k tile against 170-176 for the one-tile twin, triton 3.6-3.8 (benchmarks/NOTES.md)."""
+    result = compiled[name]
+    assert result["stream_k"] == (name in STREAM_K_CONFIGS)
+    if not result["stream_k"]:
+        return
+    if result["loop_instructions"] is None:
+        pytest.skip("Triton's cuobjdump is not installed with this triton, so the SASS cannot be read")
+    assert result["loop_cp_async"] > 0 and result["loop_stores"] == 0 and result["tma_copies"] == 0
+
+
+def test_two_128x64_programs_fit_an_sm(compiled):
+    """tuning.persistent_programs and stream_k_programs launch two 128x64 programs per SM: their
+    shared memory (plus 1 KB each reserved by the hardware) and registers must fit an H100 SM, or
+    the second wave of programs would wait for the first to finish all its work (and a stream-K
+    program waiting for a partial of one not yet started would wait that long too)."""
+    for name in ("1x1_persistent_two_per_sm_bf16", "1x1_stream_k_two_per_sm_bf16"):  # also stream_k_programs'
+        result = compiled[name]
+        assert 2 * (result["shared"] + 1024) <= H100_SHARED_MEMORY_PER_SM
+        if result["registers"] is not None:
+            assert 2 * 128 * result["registers"] <= 65536
 
 
 if __name__ == "__main__":

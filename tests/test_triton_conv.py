@@ -37,7 +37,7 @@ import resnet_kernels
 from resnet_kernels._args import output_memory_format
 from resnet_kernels.layer_shapes import distinct_layers, model_layers
 from resnet_kernels.triton import conv_bn_act, tuning, weights
-from resnet_kernels.triton.conv_kernel import _output_pixels, _pixel_rows
+from resnet_kernels.triton.conv_kernel import _output_pixels, _pixel_rows, _reduction_iters
 
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
 Pair = Union[int, Tuple[int, int]]
@@ -567,6 +567,189 @@ def test_cpu_tensors_are_not_split_by_default():
     assert tuning.split_k(1, 64, 1, 4608, num_sms=0) == 1
 
 
+# --- stream-K (conv_bn_act_kernel, STREAM_K) ------------------------------------------------------
+
+# The interpreter's tile as a stream-K candidate; the interpreter never takes stream-K on its own.
+SK_SPEC = (32, 32, 16, 4, 1)
+
+STREAM_K_CASES = {
+    # M = 50, K = 40: 2 x 2 tiles of 32x32, each 9 taps x 2 channel slices = 18 iterations.
+    "3x3_tap_aligned": (Case(2, 32, 40, 5, 5, 3, 3, padding=1), torch.float16),
+    # C = 20: the flat (r, s, c) walk, 12 iterations; M = 32: a single tile.
+    "3x3_s2_flat": (Case(2, 20, 24, 7, 7, 3, 3, stride=2, padding=1), torch.float32),
+    # The stem's ROW_RUN walk: 7 rows of RUN = 32, 14 iterations; M = 36: 2 tiles.
+    "stem_row_run": (Case(1, 3, 16, 12, 12, 7, 7, stride=2, padding=3), torch.bfloat16),
+    # The plain-GEMM walk by pointers: M = 126, K = 72: 4 x 3 tiles of 4 iterations.
+    "1x1_gemm": (Case(2, 64, 72, 7, 9, 1, 1), torch.float16),
+    # Two unmerged groups, each its own programs, partial tiles and flags.
+    "groups2_unmerged": (Case(1, 96, 96, 3, 3, 3, 3, padding=1, groups=2), torch.float16),
+}
+
+
+def _programs_per_tile(kwargs, programs) -> list:
+    """How many programs work on each output tile of one group when `programs` share its
+    iterations in ceil(total / programs) ranges, as the kernel deals them (tile-major)."""
+    iters = tuning.reduction_iters(kwargs, kwargs["BLOCK_K"])
+    tiles = _tiles(kwargs, (kwargs["BLOCK_M"], kwargs["BLOCK_N"]))
+    per_program = tuning.cdiv(tiles * iters, programs)
+    return [(t * iters + iters - 1) // per_program - t * iters // per_program + 1 for t in range(tiles)]
+
+
+STREAM_K_PROGRAMS = [1, 2, 3, 5, 13, 200]
+
+
+@pytest.mark.parametrize("name", list(STREAM_K_CASES))
+def test_the_stream_k_cases_share_tiles(name):
+    """Over STREAM_K_PROGRAMS each case has a launch where some tile is shared by three or more
+    programs (a middle one's whole range inside the tile) and one where some program has no
+    iterations: test_stream_k reaches the partial-tile path, not only whole tiles per program."""
+    from resnet_kernels.triton.conv import kernel_args
+
+    case, dtype = STREAM_K_CASES[name]
+    x, w, sc, sh = _inputs(case, dtype, torch.Generator().manual_seed(0))
+    kwargs, groups = kernel_args(x, w, sc, sh, None, *case.conv, True, None, None, 1)
+    kwargs.update(zip(("BLOCK_M", "BLOCK_N", "BLOCK_K"), SK_SPEC))
+    iters = tuning.reduction_iters(kwargs, SK_SPEC[2]) * _tiles(kwargs, SK_SPEC)
+    per_group = [max(1, programs // groups) for programs in STREAM_K_PROGRAMS]
+    assert max(max(_programs_per_tile(kwargs, n)) for n in per_group) >= 3
+    assert max(per_group) > iters
+
+
+@pytest.mark.parametrize("programs", STREAM_K_PROGRAMS)
+@pytest.mark.parametrize("name", list(STREAM_K_CASES))
+def test_stream_k(name, programs, gen, monkeypatch):
+    """The stream-K candidate forced on with 1 to 200 programs: tiles whose iterations two or more
+    programs share (their partials added by the program with the tile's last iteration), ranges
+    that start and end inside one tile, programs left without iterations (200), each walk of the
+    reduction and each group with its own programs. Every output element written once and right,
+    the flags all back at 0, the same bits from a second launch."""
+    force_triton_config(monkeypatch, SK_SPEC, stream_k=True)
+    monkeypatch.setattr(tuning, "_INTERPRETER_PROGRAMS", programs)
+    launches = triton_launches(monkeypatch)
+    case, dtype = STREAM_K_CASES[name]
+    x, w, sc, sh = _inputs(case, dtype, gen)
+    res = _randn(gen, case.n, case.k, *case.out_hw, dtype=dtype, channels_last=True)
+    y = _check(case, x, w, sc, sh, res)
+    kwargs = launches[0]
+    assert kwargs["STREAM_K_OK"] and kwargs["STREAM_K"] and not kwargs["TMA"] and not kwargs["PERSISTENT"]
+    per_group, groups, splits = kwargs["grid"](kwargs)
+    assert (per_group, splits) == (max(1, programs // groups), 1)
+    assert not kwargs["flags_ptr"].any(), "a flag was left set: the next launch would take stale partials"
+    again = conv_bn_act(x, w, sc, sh, res, *case.conv, True, None, None, 1)
+    assert torch.equal(y, again), "partials are added in program order: the same inputs give the same bits"
+
+
+@pytest.mark.parametrize("programs", [4, 7])
+def test_stream_k_with_option_a_residual_and_prologue(programs, gen, monkeypatch):
+    """Stream-K under the pre-activation prologue (input BN + ReLU, padding after it) and the
+    option-A residual: the epilogue the owner of a shared tile runs is the full one."""
+    force_triton_config(monkeypatch, SK_SPEC, stream_k=True)
+    monkeypatch.setattr(tuning, "_INTERPRETER_PROGRAMS", programs)
+    launches = triton_launches(monkeypatch)
+    case = Case(2, 32, 48, 6, 6, 3, 3, padding=1)
+    x, w, sc, sh = _inputs(case, torch.float16, gen)
+    res = _randn(gen, case.n, case.k // 2, 2 * case.out_hw[0], 2 * case.out_hw[1], dtype=torch.float16)
+    in_scale, in_shift = _positive(gen, case.c), torch.randn(case.c, generator=gen)
+    _check(case, x, w, sc, sh, res, in_scale=in_scale, in_shift=in_shift, residual_stride=2)
+    assert launches[0]["STREAM_K"] and max(_programs_per_tile(launches[0], programs)) > 1
+
+
+@pytest.mark.parametrize("what", ["split_k", "switched_off"])
+def test_stream_k_is_not_taken_where_it_must_not_be(what, gen, monkeypatch):
+    """With the stream-K candidate forced on: a split reduction runs the one-tile walk with its split
+    epilogue (the two do not combine), and RESNET_KERNELS_TRITON_STREAM_K=0 turns stream-K off."""
+    force_triton_config(monkeypatch, SK_SPEC, stream_k=True)
+    if what == "switched_off":
+        monkeypatch.setenv(tuning.STREAM_K_ENV, "0")
+    launches = triton_launches(monkeypatch)
+    case, dtype = STREAM_K_CASES["3x3_tap_aligned"]
+    split = 2 if what == "split_k" else None
+    _check(case, *_inputs(case, dtype, gen), split_k=split)
+    kwargs = launches[0]
+    assert not kwargs["STREAM_K_OK"] and not kwargs["STREAM_K"]
+    assert isinstance(kwargs["flags_ptr"], torch.Tensor) and kwargs["flags_ptr"].dtype == dtype  # x: unused
+    assert kwargs["grid"](kwargs) == (_tiles(kwargs, SK_SPEC), 1, split or 1)
+
+
+@triton.jit
+def _reduction_iters_probe(out_ptr, C, R: tl.constexpr, S: tl.constexpr, RUN: tl.constexpr,
+                           BLOCK_K: tl.constexpr, ROW_RUN: tl.constexpr, FLAT_K: tl.constexpr):
+    tl.store(out_ptr, _reduction_iters(C, R, S, RUN, BLOCK_K, False, ROW_RUN, FLAT_K))
+
+
+@pytest.mark.parametrize("c,r,s,run,block_k", [(3, 7, 7, 32, 16), (3, 7, 7, 32, 64), (20, 3, 3, 1, 16),
+                                               (64, 3, 3, 1, 16), (512, 3, 3, 1, 64), (256, 1, 1, 1, 64),
+                                               (16, 3, 3, 1, 32)])
+def test_host_and_kernel_count_the_same_reduction_iterations(c, r, s, run, block_k):
+    """tuning.reduction_iters (the host's, for stream-K's worth) equals the kernel's _reduction_iters
+    on each pointer walk: ROW_RUN, flat (BLOCK_K not dividing C) and tap-aligned."""
+    row_run = run > 1
+    out = torch.zeros(1, dtype=torch.int32)
+    _reduction_iters_probe[(1,)](out, c, r, s, run, block_k, row_run, c % block_k != 0 and not row_run)
+    args = {"C": c, "R": r, "S": s, "RUN": run, "ROW_RUN": row_run}
+    assert tuning.reduction_iters(args, block_k) == out.item()
+
+
+def _fake_call(layer, batch, device):
+    """The fields of a launch's arguments stream_k_pays reads, for a ResNet layer at `batch`."""
+    from types import SimpleNamespace
+
+    x = SimpleNamespace(device=device, shape=(batch, layer.C, layer.H, layer.W))
+    return {"x_ptr": x, "M": batch * layer.P * layer.Q, "K": layer.K // layer.groups,
+            "C": layer.C // layer.groups, "R": layer.R, "S": layer.S, "RUN": 1, "ROW_RUN": False, "SPLIT_K": 1}
+
+
+@pytest.mark.parametrize(
+    "name,batch,expected",
+    [
+        ("layer4.1.conv2", 32, True),  # 13 x 4 = 52 tiles of 128x128 on 132 SMs: 39% busy
+        ("layer3.1.conv2", 32, True),  # 49 x 2 = 98 tiles: 74%
+        ("layer4.0.conv3", 32, True),  # 13 x 16 = 208 tiles: 2 waves, the second 58% full
+        ("layer4.1.conv2", 256, False),  # 98 x 4 = 392 tiles: 3 waves, 99% busy
+        ("layer1.0.conv1", 32, False),  # 784 tiles: 6 waves, 99%
+    ],
+)
+def test_stream_k_is_offered_on_ragged_grids_of_an_h100(name, batch, expected, monkeypatch):
+    default_triton_switches(monkeypatch)
+    monkeypatch.setattr(tuning, "interpreting", lambda: False)  # a GPU run, where the worth decides
+    gpu = torch.device("cuda", 0)
+    monkeypatch.setitem(tuning._sm_counts, gpu, 132)
+    args = _fake_call(_resnet50_layer(name), batch, gpu)
+    assert tuning.stream_k_pays((128, 128, 64), args) == expected
+    assert tuning.stream_k_allowed(args) == expected
+    assert not tuning.stream_k_allowed({**args, "SPLIT_K": 2})
+    monkeypatch.setenv(tuning.STREAM_K_ENV, "0")
+    assert not tuning.stream_k_allowed(args)
+
+
+def test_stream_k_needs_iterations_for_every_program(monkeypatch):
+    """A ragged grid whose whole reduction would give the programs under _MIN_SPLIT_ITERS
+    iterations each is not offered stream-K (layer4.1.conv1 at batch 2: 1 x 4 tiles of 32 steps,
+    128 iterations for 132 programs)."""
+    gpu = torch.device("cuda", 0)
+    monkeypatch.setitem(tuning._sm_counts, gpu, 132)
+    assert not tuning.stream_k_pays((128, 128, 64), _fake_call(_resnet50_layer("layer4.1.conv1"), 2, gpu))
+    assert not tuning.stream_k_pays((128, 128, 64), _fake_call(_resnet50_layer("layer4.1.conv2"), 32,
+                                                               torch.device("cpu")))
+
+
+def test_stream_k_programs(monkeypatch):
+    """One program per SM (two for tiles of at most 128x64), split among the groups, at least one,
+    not capped by the tiles; the interpreter's fixed few on the CPU."""
+    gpu = torch.device("cuda", 0)
+    monkeypatch.setitem(tuning._sm_counts, gpu, 132)
+    assert tuning.stream_k_programs(1, 128, 128, gpu) == 132
+    assert tuning.stream_k_programs(1, 128, 64, gpu) == 264
+    assert tuning.stream_k_programs(2, 128, 128, gpu) == 66
+    assert tuning.stream_k_programs(200, 128, 128, gpu) == 1
+    assert tuning.stream_k_programs(1, 128, 128, torch.device("cpu")) == tuning._INTERPRETER_PROGRAMS
+
+
+def test_a_stream_k_candidate_is_not_a_tma_one():
+    with pytest.raises(ValueError, match="stream-K candidate loads by pointers"):
+        tuning._config(SK_SPEC, tma=True, stream_k=True)
+
+
 # --- memory formats ---------------------------------------------------------------------------
 
 
@@ -789,6 +972,29 @@ def test_every_persistent_candidate_on_gpu(name, dtype, spec, batch, gen, monkey
     assert launches[0]["PERSISTENT"], "the persistent candidate ran another walk"
 
 
+# Stream-K candidates on the ragged grids they are offered for at batch 32 (test above: the 7x7
+# 3x3 with 52 tiles of 128x128, the 14x14 3x3 in bf16 with 98, a 1x1 with residual with 208).
+STREAM_K_LAYERS = [("layer4.1.conv2", torch.float16), ("layer3.1.conv2", torch.bfloat16),
+                   ("layer4.0.conv3", torch.float16)]
+
+
+@needs_cuda
+@pytest.mark.parametrize("spec", tuning._HOPPER_STREAM_K, ids=_spec_id)
+@pytest.mark.parametrize("name,dtype", STREAM_K_LAYERS, ids=[n for n, _ in STREAM_K_LAYERS])
+def test_every_stream_k_candidate_on_gpu(name, dtype, spec, gen, monkeypatch):
+    """Each stream-K tile with one program per SM slot: tiles shared by two programs, the partials
+    handed over through flags between programs running at the same time; within twice cuDNN's
+    error, the flags back at 0, and bitwise the same output from a second launch."""
+    force_triton_config(monkeypatch, spec, stream_k=True)
+    launches = triton_launches(monkeypatch)
+    layer = next(lay for lay in model_layers("resnet50") if lay.name == name)
+    y, args = _check_layer_on_gpu(layer, 32, dtype, gen)
+    kwargs = launches[0]
+    assert kwargs["STREAM_K"], "the stream-K candidate ran another walk"
+    assert not kwargs["flags_ptr"].any(), "a flag was left set: the next launch would take stale partials"
+    assert torch.equal(y, conv_bn_act(*args)), "partials are added in program order: the same bits again"
+
+
 def _check_layer_on_gpu(layer, batch, dtype, gen):
     dev = "cuda"
     x = _randn(gen, batch, layer.C, layer.H, layer.W, dtype=dtype, channels_last=True, device=dev)
@@ -807,4 +1013,5 @@ def _check_layer_on_gpu(layer, batch, dtype, gen):
     assert not torch.isnan(y).any(), "the kernel left elements of the output unwritten"
     ref = oracle(*args)
     assert_within_cudnn_error(y, x, w, sc, sh, res, layer, ref)
+    return y, args
 

@@ -108,10 +108,11 @@ def hopper(monkeypatch, tmp_path):
     return tuning.autotune_configs()
 
 
-def _args(dtype=torch.float16, M=50176, K=64, C=64, R=3, S=3, SPLIT_K=1, TMA_OK=False, PERSISTENT_OK=True):
-    return {"x_ptr": torch.empty(1, dtype=dtype), "M": M, "K": K, "C": C, "R": R, "S": S,
-            "stride_h": 1, "stride_w": 1, "SPLIT_K": SPLIT_K, "ROW_RUN": False, "TMA_OK": TMA_OK,
-            "PERSISTENT_OK": PERSISTENT_OK}
+def _args(dtype=torch.float16, M=50176, K=64, C=64, R=3, S=3, SPLIT_K=1, TMA_OK=False, PERSISTENT_OK=True,
+          STREAM_K_OK=False):
+    return {"x_ptr": torch.empty(1, C, 1, 1, dtype=dtype), "M": M, "K": K, "C": C, "R": R, "S": S,
+            "stride_h": 1, "stride_w": 1, "SPLIT_K": SPLIT_K, "ROW_RUN": False, "RUN": 1, "TMA_OK": TMA_OK,
+            "PERSISTENT_OK": PERSISTENT_OK, "STREAM_K_OK": STREAM_K_OK}
 
 
 def _tma(configs):
@@ -131,6 +132,20 @@ def test_pruning_fits_tiles_to_the_shape(hopper):
     fp32 = tuning.prune_configs(hopper, _args(torch.float32, K=256))
     big = [c for c in hopper if c.kwargs["BLOCK_N"] == 256 and c.kwargs["BLOCK_K"] == 64]
     assert big and not any(c in fp32 for c in big)  # 3 x (128x64 + 64x256) fp32 tiles exceed shared memory
+
+
+def test_stream_k_candidates_are_offered_where_allowed_and_ragged(hopper, monkeypatch):
+    """With STREAM_K_OK, the stream-K tiles whose one-tile grid is ragged on the GPU (132 SMs) are
+    timed; without it, or on a grid of full waves, none is."""
+    monkeypatch.setattr(tuning, "num_sms", lambda device: 132)
+
+    def stream_k_tiles(args):
+        return [c for c in tuning.prune_configs(hopper, args) if c.kwargs["STREAM_K"]]
+
+    ragged = dict(M=32 * 49, K=512, C=512)  # ResNet-50 layer4 3x3 at batch 32: 52 tiles of 128x128
+    assert len(stream_k_tiles(_args(**ragged, STREAM_K_OK=True))) == len(tuning._HOPPER_STREAM_K)
+    assert not stream_k_tiles(_args(**ragged))
+    assert not stream_k_tiles(_args(M=256 * 49, K=512, C=512, STREAM_K_OK=True))  # 392 tiles: 3 full waves
 
 
 def test_a_remembered_winner_skips_tuning(hopper):

@@ -19,8 +19,10 @@ candidates where the layer allows TMA loads), what the compiler made of it: a
 cheap check of a tile or kernel change before any GPU sees it. `loop` is the
 SASS instruction count of the main loop, i.e. per warp per k tile (main_loop);
 `k path` the same without the epilogue that the persistent kernel's flattened
-loop carries behind a branch (k_tile_path); `b256` whether the autotuner offers
-the candidate for that layer at batch 256 (tuning._applies and _fits).
+loop carries behind a branch (k_tile_path); `loads` ptr, tma, pers (persistent
+TMA) or sk (stream-K, pointer loads); `b32` and `b256` whether the autotuner
+offers the candidate for that layer at batch 32 and 256 on an H100
+(tuning._applies and _fits).
 """
 
 from __future__ import annotations
@@ -191,20 +193,30 @@ def _sm90(jit_fn, args: dict, constants: dict, warps: int, stages: int):
 
 
 def compile_layer(layer: str, dtype: str, preactivation: bool, spec: tuple, split_k: int = 1,
-                  channels_last: bool = True, tma: bool = False, persistent: bool = False) -> dict:
+                  channels_last: bool = True, tma: bool = False, persistent: bool = False,
+                  stream_k: bool = False) -> dict:
     """Compile the conv kernel (and with split_k > 1 its reduce kernel) for one layer and one
     (BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages), a TMA candidate if `tma`, a persistent
-    TMA candidate if `persistent`; returns facts about the result."""
+    TMA candidate if `persistent`, a stream-K candidate if `stream_k`; returns facts about the
+    result."""
+    import torch
+
     from .conv import _EPILOGUE_ARGS, kernel_args
     from .conv_kernel import _HEURISTICS, conv_bn_act_kernel, splitk_epilogue_kernel
     from .tma import operands_allow
-    from .tuning import _applies, _config, _fits, epilogue_halves
+    from .tuning import _config, epilogue_halves
 
     bm, bn, bk, warps, stages = spec
     args, groups = kernel_args(*layer_call(layer, dtype, preactivation, channels_last=channels_last), None, split_k)
     args["TMA_OK"] = operands_allow(args)  # the call's tensors are on the CPU; the target is an sm_90
+    # Stream-K is allowed wherever the reduction is not split (its worth, stream_k_pays, needs the
+    # GPU's SM count; `b256` below asks it for an H100); its buffers typed as a launch has them.
+    args["STREAM_K_OK"] = split_k == 1
+    if stream_k:
+        args["ws_ptr"] = torch.empty(1, dtype=torch.float32)
+        args["flags_ptr"] = torch.zeros(1, dtype=torch.int32)
     values = {**args, "BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "TMA": int(tma or persistent),
-              "PERSISTENT": int(persistent)}
+              "PERSISTENT": int(persistent), "STREAM_K": int(stream_k)}
     # The kernel's triton.heuristics, in their order, as a launch computes them.
     for name, heuristic in _HEURISTICS.items():
         values[name] = heuristic({**values, "num_warps": warps, "num_stages": stages})
@@ -218,11 +230,12 @@ def compile_layer(layer: str, dtype: str, preactivation: bool, spec: tuple, spli
         "halves": values["EPILOGUE_HALVES"],
         "tma": values["TMA"],
         "persistent": values["PERSISTENT"],
-        # Whether the autotuner would time this candidate for the layer at batch 256 (M scales
-        # with the batch; the compile itself is batch 1): a spill in a tile never offered, e.g. a
-        # 256-wide tile for 64 output channels, costs nothing.
-        "offered_b256": _applies(cfg := _config(spec, tma=tma, persistent=persistent), args)
-        and _fits(cfg, {**args, "M": args["M"] * 256}),
+        "stream_k": values["STREAM_K"],
+        # Whether the autotuner would time this candidate for the layer at batch 32 and 256 on an
+        # H100 (M scales with the batch; the compile itself is batch 1): a spill in a tile never
+        # offered, e.g. a 256-wide tile for 64 output channels, costs nothing.
+        **{f"offered_b{batch}": _offered(_config(spec, tma=tma, persistent=persistent, stream_k=stream_k),
+                                         {**args, "M": args["M"] * batch}) for batch in (32, 256)},
         **sass_facts(kernel.asm["cubin"]),
     }
     if split_k > 1:
@@ -236,9 +249,25 @@ def compile_layer(layer: str, dtype: str, preactivation: bool, spec: tuple, spli
     return facts
 
 
+H100_SMS = 132
+
+
+def _offered(cfg, args: dict) -> bool:
+    """Whether the autotuner offers `cfg` for the call `args` on an H100 (tuning._applies and
+    _fits; a stream-K candidate's worth asked for an H100's SM count)."""
+    from . import tuning
+
+    if cfg.kwargs["STREAM_K"]:
+        spec = (cfg.kwargs["BLOCK_M"], cfg.kwargs["BLOCK_N"], cfg.kwargs["BLOCK_K"])
+        applies = args["STREAM_K_OK"] and tuning.stream_k_pays(spec, args, H100_SMS)
+    else:
+        applies = tuning._applies(cfg, args)
+    return applies and tuning._fits(cfg, args)
+
+
 def main(argv=None) -> None:
     from ..layer_shapes import distinct_layers
-    from .tuning import _HOPPER, _HOPPER_PERSISTENT, _HOPPER_TMA
+    from .tuning import _HOPPER, _HOPPER_PERSISTENT, _HOPPER_STREAM_K, _HOPPER_TMA
 
     parser = argparse.ArgumentParser(prog="python -m resnet_kernels.triton.aot", description=__doc__.split("\n\n")[0])
     parser.add_argument("--layers", help="comma-separated ResNet-50 layer names (default: all distinct ones)")
@@ -248,24 +277,25 @@ def main(argv=None) -> None:
     if os.environ.get("TRITON_INTERPRET", "0") == "1":
         parser.error("unset TRITON_INTERPRET: the interpreter's kernels cannot be compiled")
     layers = opts.layers.split(",") if opts.layers else [lay.name for lay in distinct_layers(["resnet50"])]
-    candidates = ([(spec, False, False) for spec in _HOPPER] + [(spec, True, False) for spec in _HOPPER_TMA]
-                  + [(spec, True, True) for spec in _HOPPER_PERSISTENT])
+    candidates = ([(spec, {}) for spec in _HOPPER] + [(spec, {"tma": True}) for spec in _HOPPER_TMA]
+                  + [(spec, {"persistent": True}) for spec in _HOPPER_PERSISTENT]
+                  + [(spec, {"stream_k": True}) for spec in _HOPPER_STREAM_K])
     print(f"{'layer':32} {'BMxBNxBK/warps/stages':22} {'smem KB':>7} {'regs':>4} {'spills':>6} halves wgmma "
-          f"{'loads':5} {'loop':>4} {'k path':>6} b256")
+          f"{'loads':5} {'loop':>4} {'k path':>6} b32 b256")
     for layer in layers:
-        for spec, tma, persistent in candidates:
+        for spec, kind in candidates:
             try:
-                f = compile_layer(layer, opts.dtype, opts.preactivation, spec, tma=tma, persistent=persistent)
+                f = compile_layer(layer, opts.dtype, opts.preactivation, spec, **kind)
             except Exception as err:  # a compile failure is a finding, not the end of the audit
                 print(f"{layer:32} {str(spec):22} failed: {str(err).splitlines()[0][:80]}")
                 continue
-            if tma and not f["tma"]:
+            if kind and not f["tma"] and not f["stream_k"]:
                 continue  # the layer does not allow TMA loads: this candidate is never offered for it
             tile = "{}x{}x{}/{}/{}".format(*spec)
-            loads = "pers" if f["persistent"] else "tma" if f["tma"] else "ptr"
+            loads = "pers" if f["persistent"] else "tma" if f["tma"] else "sk" if f["stream_k"] else "ptr"
             print(f"{layer:32} {tile:22} {f['shared'] / 1024:7.0f} {f['registers']!s:>4} {f['local_stores']!s:>6} "
                   f"{f['halves']!s:6} {f['wgmma']!s:5} {loads:5} {f['loop_instructions']!s:>4} {f['k_path']!s:>6} "
-                  f"{'yes' if f['offered_b256'] else 'no'}")
+                  f"{'yes' if f['offered_b32'] else 'no':3} {'yes' if f['offered_b256'] else 'no'}")
 
 
 if __name__ == "__main__":

@@ -13,6 +13,8 @@ full-precision fp32 ("ieee") dots. Accumulation is fp32 for every dtype.
 Grids too small for the GPU (late layers at small batch) split the reduction
 (tuning.split_k): the conv kernel writes fp32 partials to a workspace taken
 from the caching allocator and a second kernel sums them and runs the epilogue.
+Grids of a few ragged waves get stream-K candidates (tuning.stream_k_allowed):
+their partial tiles and flags are a workspace and a zeroed flag array per call.
 """
 
 from __future__ import annotations
@@ -152,7 +154,29 @@ def kernel_args(
     )
     args["TMA_OK"] = tma.applies(args)
     args["PERSISTENT_OK"] = tuning.persistent_allowed()
+    args["STREAM_K_OK"] = tuning.stream_k_allowed(args)
+    args["flags_ptr"] = x
+    if args["STREAM_K_OK"]:
+        _stream_k_buffers(args, kernel_groups)
     return args, kernel_groups
+
+
+def _stream_k_buffers(args: dict, kernel_groups: int) -> None:
+    """The workspace and flags a stream-K launch of any stream-K candidate of the kernel's
+    config list may need (sized for the largest: the autotuner passes one set of arguments to
+    all): one fp32 partial tile and one int32 flag per program. The flags start at 0 and every
+    launch leaves them 0 (conv_kernel._stream_k_collect), which also makes them reusable across
+    the autotuner's timing runs. Nothing is allocated when no stream-K candidate is listed."""
+    device = args["x_ptr"].device
+    programs, tile = 0, 0
+    for cfg in conv_bn_act_kernel.configs:
+        if cfg.kwargs["STREAM_K"]:
+            bm, bn = cfg.kwargs["BLOCK_M"], cfg.kwargs["BLOCK_N"]
+            programs = max(programs, tuning.stream_k_programs(kernel_groups, bm, bn, device))
+            tile = max(tile, bm * bn)
+    if programs:
+        args["ws_ptr"] = torch.empty((kernel_groups * programs, tile), dtype=torch.float32, device=device)
+        args["flags_ptr"] = torch.zeros(kernel_groups * programs, dtype=torch.int32, device=device)
 
 
 def conv_bn_act(
@@ -196,11 +220,14 @@ def conv_bn_act(
 
 def _conv_grid(args: dict, kernel_groups: int):
     """The launch grid of conv_bn_act_kernel as a function of the autotuned tile and the decided
-    flags: (M tiles * N tiles, groups, splits), or for the persistent kernel
-    (tuning.persistent_programs, groups, 1)."""
+    flags: (M tiles * N tiles, groups, splits), for the persistent kernel
+    (tuning.persistent_programs, groups, 1), for stream-K (tuning.stream_k_programs, groups, 1)."""
 
     def grid(meta):
         tiles = tuning.cdiv(args["M"], meta["BLOCK_M"]) * tuning.cdiv(args["K"], meta["BLOCK_N"])
+        if meta["STREAM_K"]:
+            programs = tuning.stream_k_programs(kernel_groups, meta["BLOCK_M"], meta["BLOCK_N"], args["x_ptr"].device)
+            return (programs, kernel_groups, 1)
         if meta["PERSISTENT"]:
             programs = tuning.persistent_programs(tiles, kernel_groups, meta["BLOCK_M"], meta["BLOCK_N"],
                                                   args["x_ptr"].device)

@@ -31,10 +31,14 @@ Four ways to walk the reduction, chosen by constexpr flags:
   dilation): the slice runs over (r, s, c) flattened and every column takes
   its tap from a decode table (taps.py).
 
-Two schedules (PERSISTENT): one output tile per program, or (TMA walk only) a
+Three schedules: one output tile per program; PERSISTENT (TMA walk only), a
 grid of about one program per SM, each walking output tiles in one flattened,
 software-pipelined loop so that a tile's epilogue overlaps the next tile's
-copies. Both run the same two pieces: _tile_accumulator (the walks above) and
+copies; STREAM_K (pointer walks, grids of a few ragged waves), about one
+program per SM, the programs sharing out all tiles' reduction iterations evenly,
+so a tile may be worked on by two or more programs whose fp32 partials the last
+one adds before its epilogue (see the kernel body). All run the same two pieces:
+_tile_accumulator (the walks above, over a range of a tile's iterations) and
 _tile_output (the epilogue, or split-K partials).
 
 Split-K (SPLIT_K > 1, for grids too small to fill the GPU: late layers at small
@@ -53,7 +57,7 @@ import triton
 import triton.language as tl
 
 from . import tma
-from .tuning import autotune_configs, epilogue_halves, flat_k, persistent, prune_configs, tma_loads, TUNING_KEY
+from .tuning import autotune_configs, epilogue_halves, flat_k, persistent, prune_configs, stream_k, tma_loads, TUNING_KEY
 
 
 @triton.jit
@@ -203,16 +207,32 @@ def _split_range(iters, SPLIT_K):
 
 
 @triton.jit
-def _tma_gemm_walk(acc, a_desc, b_desc, m0, n0, ch0, C, SPLIT_K, BLOCK_K: tl.constexpr, UPCAST: tl.constexpr,
+def _reduction_iters(C, R: tl.constexpr, S: tl.constexpr, RUN: tl.constexpr, BLOCK_K: tl.constexpr,
+                     TMA: tl.constexpr, ROW_RUN: tl.constexpr, FLAT_K: tl.constexpr):
+    """Iterations of BLOCK_K the walk the flags select takes over one output tile's whole reduction
+    (tuning.reduction_iters is the host's copy): C / BLOCK_K channel slices (TMA), the tap rows'
+    runs (ROW_RUN), the flattened (r, s, c) (FLAT_K), or R*S taps of C / BLOCK_K slices."""
+    if TMA:
+        return C // BLOCK_K
+    elif ROW_RUN:
+        return tl.cdiv(R * RUN, BLOCK_K)
+    elif FLAT_K:
+        return tl.cdiv(R * S * C, BLOCK_K)
+    else:
+        return R * S * tl.cdiv(C, BLOCK_K)
+
+
+@triton.jit
+def _tma_gemm_walk(acc, a_desc, b_desc, m0, n0, ch0, it_lo, it_hi, BLOCK_K: tl.constexpr, UPCAST: tl.constexpr,
                    DOT_PRECISION: tl.constexpr):
     """acc += A[m0:, this group's channels] @ B[those channels, n0:] with the tiles copied by TMA.
 
     A is x as an (M, all channels) matrix, B the packed weights as a (G*C, K) one
     (tma.py); the group's channels are columns of A and rows of B from ch0 =
-    group*C on, BLOCK_K at a time (BLOCK_K divides C here). A box reaching past
-    row M or column K comes back zero-filled. All coordinates are int32.
+    group*C on, BLOCK_K at a time (BLOCK_K divides C here), iterations [it_lo, it_hi) of the
+    C / BLOCK_K. A box reaching past row M or column K comes back zero-filled. All coordinates
+    are int32.
     """
-    it_lo, it_hi = _split_range(C // BLOCK_K, SPLIT_K)
     for it in range(it_lo, it_hi):
         acc = _tma_k_step(acc, a_desc, b_desc, m0, n0, ch0 + it * BLOCK_K, UPCAST, DOT_PRECISION)
     return acc
@@ -232,14 +252,15 @@ def _tma_k_step(acc, a_desc, b_desc, m0, n0, c, UPCAST: tl.constexpr, DOT_PRECIS
 @triton.jit
 def _tile_accumulator(pid_m, pid_n, group, x_ptr, w_ptr, in_scale_ptr, in_shift_ptr, tap_ptr, a_desc, b_desc,
                       M, H, W, P, Q, C, K, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, sxn, sxc, sxh, sxw,
-                      SPLIT_K, R: tl.constexpr, S: tl.constexpr, IS_GEMM: tl.constexpr,
+                      it_lo, it_hi, R: tl.constexpr, S: tl.constexpr, IS_GEMM: tl.constexpr,
                       HAS_IN_SCALE: tl.constexpr, HAS_IN_SHIFT: tl.constexpr, UPCAST: tl.constexpr,
                       DOT_PRECISION: tl.constexpr, ROW_RUN: tl.constexpr, RUN: tl.constexpr,
                       BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, FLAT_K: tl.constexpr,
                       TMA: tl.constexpr):
-    """The fp32 accumulator of output tile (pid_m, pid_n) of `group` (int64): this program's
-    range of the reduction (all of it unless split), walked the way the flags say (module
-    docstring). The arguments are the kernel's."""
+    """The fp32 accumulator of output tile (pid_m, pid_n) of `group` (int64) over iterations
+    [it_lo, it_hi) of the tile's reduction (of _reduction_iters: all of them, a split's range or
+    a stream-K segment), walked the way the flags say (module docstring). The other arguments
+    are the kernel's."""
     offs_m, img, p, q, mask_m = _output_pixels(pid_m, M, P, Q, BLOCK_M)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     mask_n = offs_n < K
@@ -261,8 +282,8 @@ def _tile_accumulator(pid_m, pid_n, group, x_ptr, w_ptr, in_scale_ptr, in_shift_
 
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     if TMA:
-        acc = _tma_gemm_walk(acc, a_desc, b_desc, pid_m * BLOCK_M, pid_n * BLOCK_N, (group * C).to(tl.int32), C,
-                             SPLIT_K, BLOCK_K, UPCAST, DOT_PRECISION)
+        acc = _tma_gemm_walk(acc, a_desc, b_desc, pid_m * BLOCK_M, pid_n * BLOCK_N, (group * C).to(tl.int32),
+                             it_lo, it_hi, BLOCK_K, UPCAST, DOT_PRECISION)
     elif ROW_RUN:
         # Reduction index kk = r * RUN + j, j = s*C + c < S*C (weights packed with
         # zero rows for S*C <= j < RUN, weights.py). For tap row r, the S*C values
@@ -273,7 +294,6 @@ def _tile_accumulator(pid_m, pid_n, group, x_ptr, w_ptr, in_scale_ptr, in_shift_
         # max(-iw0, 0)*C <= j < min(W - iw0, S)*C.
         j_lo = tl.maximum(-iw0, 0) * C
         j_hi = tl.minimum(W - iw0, S) * C
-        it_lo, it_hi = _split_range(tl.cdiv(R * RUN, BLOCK_K), SPLIT_K)
         for it in range(it_lo, it_hi):
             kk = it * BLOCK_K + tl.arange(0, BLOCK_K)
             r = kk // RUN
@@ -290,7 +310,6 @@ def _tile_accumulator(pid_m, pid_n, group, x_ptr, w_ptr, in_scale_ptr, in_shift_
             acc = tl.dot(a, b, acc, input_precision=DOT_PRECISION)
     elif FLAT_K:
         RSC = R * S * C
-        it_lo, it_hi = _split_range(tl.cdiv(RSC, BLOCK_K), SPLIT_K)
         for it in range(it_lo, it_hi):
             kk = it * BLOCK_K + tl.arange(0, BLOCK_K)
             mask_k = kk < RSC
@@ -316,8 +335,7 @@ def _tile_accumulator(pid_m, pid_n, group, x_ptr, w_ptr, in_scale_ptr, in_shift_
         # decoded from `it`: three integer divisions per iteration were a fifth
         # of the loop's instructions on sm_90 (see benchmarks/NOTES.md).
         c_steps = tl.cdiv(C, BLOCK_K)
-        it_lo, it_hi = _split_range(R * S * c_steps, SPLIT_K)
-        tap = it_lo // c_steps  # where this split starts, decoded once
+        tap = it_lo // c_steps  # where the range starts, decoded once
         c0 = (it_lo - tap * c_steps) * BLOCK_K
         r = tap // S
         s = tap - r * S
@@ -378,14 +396,51 @@ def _tile_output(acc, pid_m, pid_n, group, M, P, Q, K, out_ptr, scale_ptr, shift
                         HAS_SCALE, HAS_SHIFT, HAS_RES, RELU, OUT_DENSE, RES_DENSE, EPILOGUE_HALVES)
 
 
+@triton.jit
+def _stream_k_publish(acc, ws_ptr, flags_ptr, slot):
+    """Hand a stream-K partial tile to the program that finishes its tile: acc (fp32) to the
+    workspace's tile `slot`, then flag `slot` set to 1 (release).
+
+    The whole tile is stored, unmasked: rows past M and columns past K hold zeros (their loads
+    were masked). The barrier makes every thread's stores precede the one flag write, whose
+    release then covers them (the order CUTLASS's semaphores use: __syncthreads, then one
+    thread's release)."""
+    BLOCK_M: tl.constexpr = acc.shape[0]
+    BLOCK_N: tl.constexpr = acc.shape[1]
+    offs = tl.arange(0, BLOCK_M)[:, None] * BLOCK_N + tl.arange(0, BLOCK_N)[None, :]
+    tl.store(ws_ptr + slot.to(tl.int64) * (BLOCK_M * BLOCK_N) + offs, acc)
+    tl.debug_barrier()
+    tl.atomic_xchg(flags_ptr + slot, 1, sem="release", scope="gpu")
+
+
+@triton.jit
+def _stream_k_collect(acc, ws_ptr, flags_ptr, first, slot):
+    """acc plus the partial tiles of slots first, first + 1, ..., slot - 1, in that order (the
+    sum does not depend on timing), each taken once its flag is 1. Taking a flag resets it to 0
+    (compare-and-swap 1 -> 0, acquire), so the flags are all 0 again when the launch ends and
+    the next launch, or the next timing run of the autotuner, starts clean. The partials are
+    read through L2 (.cg), past any line of the workspace this SM's L1 may hold."""
+    BLOCK_M: tl.constexpr = acc.shape[0]
+    BLOCK_N: tl.constexpr = acc.shape[1]
+    offs = tl.arange(0, BLOCK_M)[:, None] * BLOCK_N + tl.arange(0, BLOCK_N)[None, :]
+    q = first
+    while q < slot:
+        while tl.atomic_cas(flags_ptr + q, 1, 0, sem="acquire", scope="gpu") != 1:
+            pass
+        acc += tl.load(ws_ptr + q.to(tl.int64) * (BLOCK_M * BLOCK_N) + offs, cache_modifier=".cg")
+        q += 1
+    return acc
+
+
 # Launch-time constexprs and arguments computed from the call and the config, in this order
-# (TMA before the descriptors that depend on it); aot.py applies the same functions.
+# (TMA before the descriptors and the schedules that depend on it); aot.py applies the same functions.
 _HEURISTICS = {
     "FLAT_K": flat_k,
     "SPLIT": lambda args: args["SPLIT_K"] > 1,
     "EPILOGUE_HALVES": epilogue_halves,
     "TMA": tma_loads,
     "PERSISTENT": persistent,
+    "STREAM_K": stream_k,
     "a_desc": tma.a_descriptor,
     "b_desc": tma.b_descriptor,
 }
@@ -396,7 +451,8 @@ _HEURISTICS = {
 @triton.jit
 def conv_bn_act_kernel(
     x_ptr, w_ptr, out_ptr, scale_ptr, shift_ptr, res_ptr, in_scale_ptr, in_shift_ptr,
-    ws_ptr,  # split-K partials, fp32 (SPLIT_K, M, G*K); unused without SPLIT
+    ws_ptr,  # fp32 partials: split-K's (SPLIT_K, M, G*K), or stream-K's (G*programs, BLOCK_M*BLOCK_N)
+    flags_ptr,  # stream-K: int32 (G*programs), all 0 between launches; unused otherwise
     tap_ptr,  # FLAT_K decode table, int32 (3, R*S*C) (taps.py); unused otherwise
     a_desc, b_desc,  # TMA descriptors of A and B (tma.py); with TMA only, else x (unused)
     # sizes; C and K are channels per (merged) group
@@ -423,13 +479,16 @@ def conv_bn_act_kernel(
     TMA: tl.constexpr,  # load A and B by TMA (tuning.tma_loads: the config asks and TMA_OK and BLOCK_K | C)
     PERSISTENT_OK: tl.constexpr,  # the persistent schedule is not switched off; part of the autotune key
     PERSISTENT: tl.constexpr,  # each program walks output tiles (tuning.persistent: asked, allowed, TMA, no split)
+    STREAM_K_OK: tl.constexpr,  # the call may run stream-K (tuning.stream_k_allowed); part of the autotune key
+    STREAM_K: tl.constexpr,  # programs share the tiles' iterations (tuning.stream_k: asked, allowed, no TMA)
 ):
     # Grid (one-tile): (M tiles * N tiles, groups, splits). N tiles vary fastest, so the programs
     # running together share their A (activation) tile through L2; the weights are small and
     # stay in L2 anyway. Persistent: (tuning.persistent_programs, groups, 1), program p taking
-    # tiles p, p + programs, ... in the same order.
+    # tiles p, p + programs, ... in the same order. Stream-K: (tuning.stream_k_programs, groups, 1).
     group = tl.program_id(1).to(tl.int64)
     num_pid_n = tl.cdiv(K, BLOCK_N)
+    iters = _reduction_iters(C, R, S, RUN, BLOCK_K, TMA, ROW_RUN, FLAT_K)
     if PERSISTENT:
         # One loop over this program's tiles and, flattened into it (flatten=True), each tile's
         # reduction: the software pipeliner then issues the next tile's first copies before this
@@ -443,7 +502,7 @@ def conv_bn_act_kernel(
         for tile in tl.range(tl.program_id(0), tiles, step, flatten=True):
             acc = _tile_accumulator(tile // num_pid_n, tile % num_pid_n, group, x_ptr, w_ptr, in_scale_ptr,
                                     in_shift_ptr, tap_ptr, a_desc, b_desc, M, H, W, P, Q, C, K, stride_h,
-                                    stride_w, pad_h, pad_w, dil_h, dil_w, sxn, sxc, sxh, sxw, SPLIT_K, R, S,
+                                    stride_w, pad_h, pad_w, dil_h, dil_w, sxn, sxc, sxh, sxw, 0, iters, R, S,
                                     IS_GEMM, HAS_IN_SCALE, HAS_IN_SHIFT, UPCAST, DOT_PRECISION, ROW_RUN, RUN,
                                     BLOCK_M, BLOCK_N, BLOCK_K, FLAT_K, TMA)
             done += step
@@ -451,13 +510,51 @@ def conv_bn_act_kernel(
                          shift_ptr, res_ptr, ws_ptr, son, sok, sop, soq, srn, src, srh, srw, res_channels,
                          res_step, HAS_SCALE, HAS_SHIFT, HAS_RES, RELU, OUT_DENSE, RES_DENSE, EPILOGUE_HALVES,
                          BLOCK_M, BLOCK_N, SPLIT)
+    elif STREAM_K:
+        # The group's tiles * iters reduction iterations (tile-major) are dealt out in contiguous
+        # ranges of ceil(total / programs), so a range may begin and end inside a tile. A program
+        # walks its range backwards, one tile's segment at a time. Only its first segment (the
+        # highest) can stop short of its tile's last iteration: that one is handed over as fp32
+        # partials. The program holding a tile's last iteration adds the partials of the earlier
+        # programs on that tile (the programs from the one holding the tile's first iteration on)
+        # and runs the epilogue. Walking backwards, a program publishes before it waits for
+        # anything, and it waits only for lower programs: no wait depends on a program that may
+        # not have started, and under the interpreter (programs run in order) none ever spins.
+        programs = tl.num_programs(0)
+        total = tl.cdiv(M, BLOCK_M).to(tl.int64) * num_pid_n * iters
+        per_program = tl.cdiv(total, programs)
+        lo = tl.program_id(0) * per_program
+        end = tl.minimum(lo + per_program, total)
+        slots = group * programs  # this group's first partial tile and flag
+        while end > lo:
+            tile = (end - 1) // iters
+            tile_lo = tile * iters
+            start = tl.maximum(tile_lo, lo)
+            pid_m = (tile // num_pid_n).to(tl.int32)
+            pid_n = (tile % num_pid_n).to(tl.int32)
+            acc = _tile_accumulator(pid_m, pid_n, group, x_ptr, w_ptr, in_scale_ptr, in_shift_ptr, tap_ptr, a_desc,
+                                    b_desc, M, H, W, P, Q, C, K, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w,
+                                    sxn, sxc, sxh, sxw, (start - tile_lo).to(tl.int32), (end - tile_lo).to(tl.int32),
+                                    R, S, IS_GEMM, HAS_IN_SCALE, HAS_IN_SHIFT, UPCAST, DOT_PRECISION, ROW_RUN,
+                                    RUN, BLOCK_M, BLOCK_N, BLOCK_K, FLAT_K, TMA)
+            if end < tile_lo + iters:
+                _stream_k_publish(acc, ws_ptr, flags_ptr, slots + tl.program_id(0))
+            else:
+                if start > tile_lo:
+                    acc = _stream_k_collect(acc, ws_ptr, flags_ptr, slots + tile_lo // per_program,
+                                            slots + tl.program_id(0))
+                _tile_output(acc, pid_m, pid_n, group, M, P, Q, K, out_ptr, scale_ptr, shift_ptr, res_ptr, ws_ptr,
+                             son, sok, sop, soq, srn, src, srh, srw, res_channels, res_step, HAS_SCALE, HAS_SHIFT,
+                             HAS_RES, RELU, OUT_DENSE, RES_DENSE, EPILOGUE_HALVES, BLOCK_M, BLOCK_N, SPLIT)
+            end = start
     else:
         pid = tl.program_id(0)
         pid_m = pid // num_pid_n
         pid_n = pid % num_pid_n
+        it_lo, it_hi = _split_range(iters, SPLIT_K)
         acc = _tile_accumulator(pid_m, pid_n, group, x_ptr, w_ptr, in_scale_ptr, in_shift_ptr, tap_ptr, a_desc,
                                 b_desc, M, H, W, P, Q, C, K, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, sxn,
-                                sxc, sxh, sxw, SPLIT_K, R, S, IS_GEMM, HAS_IN_SCALE, HAS_IN_SHIFT, UPCAST,
+                                sxc, sxh, sxw, it_lo, it_hi, R, S, IS_GEMM, HAS_IN_SCALE, HAS_IN_SHIFT, UPCAST,
                                 DOT_PRECISION, ROW_RUN, RUN, BLOCK_M, BLOCK_N, BLOCK_K, FLAT_K, TMA)
         _tile_output(acc, pid_m, pid_n, group, M, P, Q, K, out_ptr, scale_ptr, shift_ptr, res_ptr, ws_ptr,
                      son, sok, sop, soq, srn, src, srh, srw, res_channels, res_step, HAS_SCALE, HAS_SHIFT,

@@ -3,15 +3,16 @@ and the on-disk memory of winners.
 
 Key: the conv shape as the kernel sees it, (M, K, C, R, S, stride) with K and C
 per (merged) group, the split-K factor, the walk flags that change which
-candidates apply (ROW_RUN, TMA_OK, PERSISTENT_OK), plus the tensor dtypes that
-triton.autotune appends itself.
+candidates apply (ROW_RUN, TMA_OK, PERSISTENT_OK, STREAM_K_OK), plus the tensor
+dtypes that triton.autotune appends itself.
 
-Candidates: pointer-load tiles (_HOPPER) for every shape, and TMA tiles
+Candidates: pointer-load tiles (_HOPPER) for every shape; TMA tiles
 (_HOPPER_TMA, tma.py) and persistent TMA tiles (_HOPPER_PERSISTENT, the
-PERSISTENT schedule of conv_kernel) where the call allows TMA loads; the
-autotuner keeps a TMA or persistent tile only where it beats the pointer ones.
-They come last, so a run without timing (below) takes the pointer tile it
-always took.
+PERSISTENT schedule of conv_kernel) where the call allows TMA loads; stream-K
+tiles (_HOPPER_STREAM_K, the STREAM_K schedule) where the one-tile grid of that
+tile leaves a ragged last wave. The autotuner keeps one of those only where it
+beats the pointer tiles. They come last, so a run without timing (below) takes
+the pointer tile it always took.
 
 On a GPU a new key is timed over the configs that suit the shape (prune_configs);
 a key whose winner is in the disk cache (tuning_cache.py) is pruned to that one
@@ -36,7 +37,8 @@ import triton
 
 from .tuning_cache import TuningCache, default_path
 
-TUNING_KEY = ["M", "K", "C", "R", "S", "stride_h", "stride_w", "SPLIT_K", "ROW_RUN", "TMA_OK", "PERSISTENT_OK"]
+TUNING_KEY = ["M", "K", "C", "R", "S", "stride_h", "stride_w", "SPLIT_K", "ROW_RUN", "TMA_OK", "PERSISTENT_OK",
+              "STREAM_K_OK"]
 
 # (BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages): Hopper tiles for the
 # shapes ResNets have (K = 64..2048 output channels, M from 49 to 800k pixels).
@@ -73,8 +75,18 @@ _HOPPER_PERSISTENT = [
     (128, 128, 64, 8, 4),
     (128, 64, 64, 4, 3),
 ]
+# Stream-K candidates (the STREAM_K schedule of conv_kernel, same format; pointer loads): one
+# program per SM (two of the 128x64 tile, as persistent_programs), the programs sharing all
+# tiles' reduction iterations evenly. For the grids of one to a few waves whose last wave is
+# ragged: ResNet-50's layers 3-4 at batch 32 (the 7x7 3x3: 52 tiles of 128x128 on 132 SMs,
+# 39% of them busy for the whole layer). Offered only there (stream_k_pays).
+_HOPPER_STREAM_K = [
+    (128, 128, 64, 8, 3),
+    (128, 64, 64, 4, 4),
+]
 _INTERPRETER = (32, 32, 16, 4, 1)
-# Programs of a persistent launch under the interpreter: few, so each walks several tiles.
+# Programs of a persistent or stream-K launch under the interpreter: few, so each walks several
+# tiles (tests set other counts to reach other overlaps of programs and tiles).
 _INTERPRETER_PROGRAMS = 3
 
 # Shared memory one config may use for its pipelined A and B tiles (H100: 227 KB
@@ -87,6 +99,8 @@ AUTOTUNE_ENV = "RESNET_KERNELS_TRITON_AUTOTUNE"
 # the autotune key, so a remembered persistent winner is not reused with the switch off): for
 # measuring the one-tile TMA tiles alone.
 PERSISTENT_ENV = "RESNET_KERNELS_TRITON_PERSISTENT"
+# "0" leaves the stream-K candidates out (read per call into STREAM_K_OK, part of the key).
+STREAM_K_ENV = "RESNET_KERNELS_TRITON_STREAM_K"
 
 
 def cdiv(a: int, b: int) -> int:
@@ -145,20 +159,25 @@ def num_sms(device) -> int:
     return _sm_counts[device]
 
 
-def _config(spec, tma: bool = False, persistent: bool = False) -> triton.Config:
+def _config(spec, tma: bool = False, persistent: bool = False, stream_k: bool = False) -> triton.Config:
     """The autotune config of a (BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages) spec; `tma`: a
     candidate that asks for TMA loads, `persistent`: for the persistent TMA kernel (it implies
-    TMA). The flags are ints so that `describe` gives an all-int entry."""
+    TMA), `stream_k`: for the stream-K schedule (pointer loads). The flags are ints so that
+    `describe` gives an all-int entry."""
+    if stream_k and (tma or persistent):
+        raise ValueError("a stream-K candidate loads by pointers: it cannot also be a TMA or persistent one")
     bm, bn, bk, warps, stages = spec
     return triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "TMA": int(tma or persistent),
-                          "PERSISTENT": int(persistent)}, num_warps=warps, num_stages=stages)
+                          "PERSISTENT": int(persistent), "STREAM_K": int(stream_k)},
+                         num_warps=warps, num_stages=stages)
 
 
 def autotune_configs() -> list:
     if interpreting():
         return [_config(_INTERPRETER)]
     return ([_config(s) for s in _HOPPER] + [_config(s, tma=True) for s in _HOPPER_TMA]
-            + [_config(s, persistent=True) for s in _HOPPER_PERSISTENT])
+            + [_config(s, persistent=True) for s in _HOPPER_PERSISTENT]
+            + [_config(s, stream_k=True) for s in _HOPPER_STREAM_K])
 
 
 def flat_k(args: dict) -> bool:
@@ -205,17 +224,79 @@ def persistent(args: dict) -> bool:
     return bool(args["PERSISTENT"]) and args["PERSISTENT_OK"] and bool(args["TMA"]) and args["SPLIT_K"] == 1
 
 
-def persistent_programs(tiles: int, groups: int, block_m: int, block_n: int, device) -> int:
-    """Programs per group of a persistent launch over `tiles` output tiles per group: one per SM,
-    two for tiles of at most 128x64 (4 warps, 72 KB of pipeline: two fit in an SM's shared memory
-    and registers), shared among the groups, never more than there are tiles and at least one.
-    Under the interpreter (no SMs) _INTERPRETER_PROGRAMS, so that each program walks several tiles."""
-    sms = num_sms(device)
+def _program_slots(block_m: int, block_n: int, sms: int) -> int:
+    """Programs of a tile that run at once on a GPU of `sms` SMs: one per SM, two for tiles of at
+    most 128x64 (4 warps, 72-96 KB of pipeline: two fit in an SM's shared memory and registers).
+    Under the interpreter (no SMs) _INTERPRETER_PROGRAMS."""
     if sms == 0:
-        slots = _INTERPRETER_PROGRAMS
-    else:
-        slots = sms * (2 if block_m * block_n <= 128 * 64 else 1)
-    return max(1, min(tiles, slots // groups))
+        return _INTERPRETER_PROGRAMS
+    return sms * (2 if block_m * block_n <= 128 * 64 else 1)
+
+
+def persistent_programs(tiles: int, groups: int, block_m: int, block_n: int, device) -> int:
+    """Programs per group of a persistent launch over `tiles` output tiles per group: the GPU's
+    program slots (_program_slots) shared among the groups, never more than there are tiles and
+    at least one. Under the interpreter few, so that each program walks several tiles."""
+    return max(1, min(tiles, _program_slots(block_m, block_n, num_sms(device)) // groups))
+
+
+def stream_k_programs(groups: int, block_m: int, block_n: int, device) -> int:
+    """Programs per group of a stream-K launch: the GPU's program slots shared among the groups,
+    at least one. Not capped by the tiles: fewer tiles than programs is what stream-K is for
+    (each tile's iterations then spread over several programs). Programs left without
+    iterations (more programs than iterations) return at once."""
+    return max(1, _program_slots(block_m, block_n, num_sms(device)) // groups)
+
+
+def reduction_iters(args: dict, block_k: int) -> int:
+    """Iterations of block_k the kernel's pointer walk takes over one output tile's reduction
+    (conv_kernel._reduction_iters, without its TMA case: stream-K loads by pointers)."""
+    if args["ROW_RUN"]:
+        return cdiv(args["R"] * args["RUN"], block_k)
+    if args["C"] % block_k:
+        return cdiv(args["R"] * args["S"] * args["C"], block_k)
+    return args["R"] * args["S"] * (args["C"] // block_k)
+
+
+def kernel_groups(args: dict) -> int:
+    """The (merged) groups the kernel's grid runs: x's channels over the channels per group."""
+    return args["x_ptr"].shape[1] // args["C"]
+
+
+# Stream-K is offered where the one-tile grid's waves keep less than this share of the GPU's
+# program slots busy on average (a 1.5-wave grid: 75%; 52 tiles on 132 SMs: 39%), and each
+# program still gets _MIN_SPLIT_ITERS iterations to pipeline.
+_STREAM_K_BELOW_BUSY = 0.9
+
+
+def stream_k_pays(spec: tuple, args: dict, sms: Optional[int] = None) -> bool:
+    """Whether the stream-K tile `spec` may beat the one-tile grid for the call `args` on a GPU
+    of `sms` SMs (default: the call's): the one-tile grid of that tile leaves a ragged last wave
+    (_STREAM_K_BELOW_BUSY) and the reduction gives every program at least _MIN_SPLIT_ITERS
+    iterations. False off the GPU."""
+    bm, bn, bk = spec[:3]
+    sms = num_sms(args["x_ptr"].device) if sms is None else sms
+    if sms == 0:
+        return False
+    tiles = cdiv(args["M"], bm) * cdiv(args["K"], bn) * kernel_groups(args)
+    slots = _program_slots(bm, bn, sms)
+    busy = tiles / (cdiv(tiles, slots) * slots)
+    return busy < _STREAM_K_BELOW_BUSY and tiles * reduction_iters(args, bk) >= _MIN_SPLIT_ITERS * slots
+
+
+def stream_k_allowed(args: dict) -> bool:
+    """The host's STREAM_K_OK: not switched off (RESNET_KERNELS_TRITON_STREAM_K=0), the reduction
+    not split, and some stream-K candidate pays on this GPU (stream_k_pays); under the
+    interpreter, where nothing is timed, whenever a test forces a stream-K config."""
+    if os.environ.get(STREAM_K_ENV, "1") == "0" or args["SPLIT_K"] != 1:
+        return False
+    return interpreting() or any(stream_k_pays(spec, args) for spec in _HOPPER_STREAM_K)
+
+
+def stream_k(args: dict) -> bool:
+    """The kernel's STREAM_K flag: the config asks for it and the call allows it (STREAM_K_OK),
+    on a pointer walk (the decided TMA flag, so this heuristic comes after tma_loads)."""
+    return bool(args["STREAM_K"]) and args["STREAM_K_OK"] and not args["TMA"]
 
 
 def epilogue_halves(args: dict) -> bool:
@@ -269,7 +350,11 @@ def disk_cache(device) -> TuningCache:
 
 def _applies(cfg: triton.Config, args: dict) -> bool:
     """A pointer config applies to every call; a TMA config where it would load by TMA; a
-    persistent one where it would also run persistent (tuning.persistent)."""
+    persistent one where it would also run persistent (tuning.persistent); a stream-K one where
+    the call allows stream-K and that tile's one-tile grid is ragged (stream_k_pays)."""
+    if cfg.kwargs["STREAM_K"]:
+        spec = (cfg.kwargs["BLOCK_M"], cfg.kwargs["BLOCK_N"], cfg.kwargs["BLOCK_K"])
+        return bool(args["STREAM_K_OK"]) and stream_k_pays(spec, args)
     if not cfg.kwargs["TMA"]:
         return True
     launch = {**args, **cfg.kwargs}
