@@ -98,7 +98,7 @@ def test_triton_label_names_the_tile_of_the_latest_launch_and_the_split(monkeypa
     assert triton_label(layer, sample.expand(32, -1, -1, -1)) == expected
 
 
-def test_triton_config_labels_name_tma_and_persistent():
+def test_triton_config_labels_name_tma_persistent_and_stream_k():
     from resnet_kernels.bench.triton_choice import config_label
     from resnet_kernels.triton import tuning
 
@@ -106,3 +106,4 @@ def test_triton_config_labels_name_tma_and_persistent():
     assert config_label(tuning._config(spec)) == "128x128x64 w8 s4"
     assert config_label(tuning._config(spec, tma=True)) == "128x128x64 w8 s4 tma"
     assert config_label(tuning._config(spec, persistent=True)) == "128x128x64 w8 s4 tma-persistent"
+    assert config_label(tuning._config(spec, stream_k=True)) == "128x128x64 w8 s4 stream-k"

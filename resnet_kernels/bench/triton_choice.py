@@ -16,9 +16,12 @@ from ..layer_shapes import ConvLayer
 
 
 def config_label(cfg) -> str:
-    """'128x128x64 w8 s4', plus ' tma' or ' tma-persistent' for those candidates (tuning.py)."""
+    """'128x128x64 w8 s4', plus ' tma', ' tma-persistent' or ' stream-k' for those candidates
+    (tuning.py)."""
     kw = cfg.kwargs
     label = f"{kw['BLOCK_M']}x{kw['BLOCK_N']}x{kw['BLOCK_K']} w{cfg.num_warps} s{cfg.num_stages}"
+    if kw.get("STREAM_K"):
+        return label + " stream-k"
     if kw.get("PERSISTENT"):
         return label + " tma-persistent"
     return label + (" tma" if kw.get("TMA") else "")
