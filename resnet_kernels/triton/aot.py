@@ -19,7 +19,8 @@ candidates where the layer allows TMA loads), what the compiler made of it: a
 cheap check of a tile or kernel change before any GPU sees it. `loop` is the
 SASS instruction count of the main loop, i.e. per warp per k tile (main_loop);
 `k path` the same without the epilogue that the persistent kernel's flattened
-loop carries behind a branch (k_tile_path); `loads` ptr, tma, pers (persistent
+loop carries behind a branch (k_tile_path; "-" for stream-K, whose k loop is
+nested in its loop over tile segments); `loads` ptr, tma, pers (persistent
 TMA) or sk (stream-K, pointer loads); `b32` and `b256` whether the autotuner
 offers the candidate for that layer at batch 32 and 256 on an H100
 (tuning._applies and _fits).
@@ -293,8 +294,9 @@ def main(argv=None) -> None:
                 continue  # the layer does not allow TMA loads: this candidate is never offered for it
             tile = "{}x{}x{}/{}/{}".format(*spec)
             loads = "pers" if f["persistent"] else "tma" if f["tma"] else "sk" if f["stream_k"] else "ptr"
+            k_path = "-" if f["stream_k"] else f["k_path"]  # its outermost loop is the segment loop: no k path
             print(f"{layer:32} {tile:22} {f['shared'] / 1024:7.0f} {f['registers']!s:>4} {f['local_stores']!s:>6} "
-                  f"{f['halves']!s:6} {f['wgmma']!s:5} {loads:5} {f['loop_instructions']!s:>4} {f['k_path']!s:>6} "
+                  f"{f['halves']!s:6} {f['wgmma']!s:5} {loads:5} {f['loop_instructions']!s:>4} {k_path!s:>6} "
                   f"{'yes' if f['offered_b32'] else 'no':3} {'yes' if f['offered_b256'] else 'no'}")
 
 

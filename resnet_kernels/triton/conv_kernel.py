@@ -401,10 +401,10 @@ def _stream_k_publish(acc, ws_ptr, flags_ptr, slot):
     """Hand a stream-K partial tile to the program that finishes its tile: acc (fp32) to the
     workspace's tile `slot`, then flag `slot` set to 1 (release).
 
-    The whole tile is stored, unmasked: rows past M and columns past K hold zeros (their loads
-    were masked). The barrier makes every thread's stores precede the one flag write, whose
-    release then covers them (the order CUTLASS's semaphores use: __syncthreads, then one
-    thread's release)."""
+    The whole tile is stored, unmasked (rows past M and columns past K only ever reach a masked
+    store). The barrier makes every thread's stores precede the flag write, which Triton issues
+    from one thread (a scalar atomic), and the release then covers them all: the order
+    CUTLASS's semaphores use, __syncthreads and then one thread's release."""
     BLOCK_M: tl.constexpr = acc.shape[0]
     BLOCK_N: tl.constexpr = acc.shape[1]
     offs = tl.arange(0, BLOCK_M)[:, None] * BLOCK_N + tl.arange(0, BLOCK_N)[None, :]
