@@ -37,7 +37,13 @@ import resnet_kernels
 from resnet_kernels._args import output_memory_format
 from resnet_kernels.layer_shapes import distinct_layers, model_layers
 from resnet_kernels.triton import conv_bn_act, tuning, weights
-from resnet_kernels.triton.conv_kernel import _output_pixels, _pixel_rows, _reduction_iters
+from resnet_kernels.triton.conv_kernel import (
+    _output_pixels,
+    _pixel_rows,
+    _reduction_iters,
+    _stream_k_collect,
+    _stream_k_publish,
+)
 
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
 Pair = Union[int, Tuple[int, int]]
@@ -669,6 +675,33 @@ def test_stream_k_is_not_taken_where_it_must_not_be(what, gen, monkeypatch):
     assert not kwargs["STREAM_K_OK"] and not kwargs["STREAM_K"]
     assert isinstance(kwargs["flags_ptr"], torch.Tensor) and kwargs["flags_ptr"].dtype == dtype  # x: unused
     assert kwargs["grid"](kwargs) == (_tiles(kwargs, SK_SPEC), 1, split or 1)
+
+
+@triton.jit
+def _hand_over_probe(ws_ptr, flags_ptr, out_ptr, PUBLISH: tl.constexpr, SPIN_LIMIT: tl.constexpr):
+    """Program 0 publishes a tile of 2s into slot 0 if PUBLISH; program 1 adds slot 0 to its own
+    tile of 1s (taking the flag) and stores the sum."""
+    acc = tl.full((16, 16), 1.0, tl.float32)
+    if tl.program_id(0) == 0:
+        if PUBLISH:
+            _stream_k_publish(acc * 2, ws_ptr, flags_ptr, tl.program_id(0))
+    else:
+        acc = _stream_k_collect(acc, ws_ptr, flags_ptr, 0, tl.program_id(0), SPIN_LIMIT)
+        tl.store(out_ptr + tl.arange(0, 16)[:, None] * 16 + tl.arange(0, 16)[None, :], acc)
+
+
+@pytest.mark.parametrize("publish", [True, False])
+def test_stream_k_hand_over(publish):
+    """A published partial is added and its flag taken back to 0; a flag that never comes (a broken
+    hand-over) ends the wait after SPIN_LIMIT tries with a NaN tile instead of a hang."""
+    ws = torch.full((2, 16 * 16), -7.0)
+    flags = torch.zeros(2, dtype=torch.int32)
+    out = torch.zeros(16 * 16)
+    _hand_over_probe[(2,)](ws, flags, out, publish, 4)
+    if publish:
+        assert torch.equal(out, torch.full_like(out, 3.0)) and not flags.any()
+    else:
+        assert torch.isnan(out).all()
 
 
 @triton.jit

@@ -413,21 +413,37 @@ def _stream_k_publish(acc, ws_ptr, flags_ptr, slot):
     tl.atomic_xchg(flags_ptr + slot, 1, sem="release", scope="gpu")
 
 
+# Tries of a stream-K flag before the wait gives up (conv_kernel._stream_k_collect): ~16.8M
+# atomic round trips through L2 (~0.5-1 us each), seconds of spinning, where a real wait lasts
+# at most one tile segment of a program that started no later than the waiting one (microseconds
+# to a millisecond). Counted in tries, not time, so a GPU that pauses the whole kernel (time
+# slicing with another process) does not run the count out.
+STREAM_K_SPIN_LIMIT = tl.constexpr(1 << 24)
+
+
 @triton.jit
-def _stream_k_collect(acc, ws_ptr, flags_ptr, first, slot):
+def _stream_k_collect(acc, ws_ptr, flags_ptr, first, slot, SPIN_LIMIT: tl.constexpr):
     """acc plus the partial tiles of slots first, first + 1, ..., slot - 1, in that order (the
     sum does not depend on timing), each taken once its flag is 1. Taking a flag resets it to 0
     (compare-and-swap 1 -> 0, acquire), so the flags are all 0 again when the launch ends and
     the next launch, or the next timing run of the autotuner, starts clean. The partials are
-    read through L2 (.cg), past any line of the workspace this SM's L1 may hold."""
+    read through L2 (.cg), past any line of the workspace this SM's L1 may hold.
+
+    A flag still 0 after SPIN_LIMIT tries can only mean a broken hand-over (a bug, not a slow
+    program): the tile is then made NaN, so the output says so, instead of the kernel hanging
+    the process (a spinning kernel cannot be interrupted, only killed with its context)."""
     BLOCK_M: tl.constexpr = acc.shape[0]
     BLOCK_N: tl.constexpr = acc.shape[1]
     offs = tl.arange(0, BLOCK_M)[:, None] * BLOCK_N + tl.arange(0, BLOCK_N)[None, :]
     q = first
     while q < slot:
-        while tl.atomic_cas(flags_ptr + q, 1, 0, sem="acquire", scope="gpu") != 1:
-            pass
-        acc += tl.load(ws_ptr + q.to(tl.int64) * (BLOCK_M * BLOCK_N) + offs, cache_modifier=".cg")
+        taken = tl.atomic_cas(flags_ptr + q, 1, 0, sem="acquire", scope="gpu") == 1
+        tries = 1
+        while (not taken) and tries < SPIN_LIMIT:
+            taken = tl.atomic_cas(flags_ptr + q, 1, 0, sem="acquire", scope="gpu") == 1
+            tries += 1
+        partial = tl.load(ws_ptr + q.to(tl.int64) * (BLOCK_M * BLOCK_N) + offs, cache_modifier=".cg")
+        acc += tl.where(taken, partial, float("nan"))
         q += 1
     return acc
 
@@ -542,7 +558,7 @@ def conv_bn_act_kernel(
             else:
                 if start > tile_lo:
                     acc = _stream_k_collect(acc, ws_ptr, flags_ptr, slots + tile_lo // per_program,
-                                            slots + tl.program_id(0))
+                                            slots + tl.program_id(0), STREAM_K_SPIN_LIMIT)
                 _tile_output(acc, pid_m, pid_n, group, M, P, Q, K, out_ptr, scale_ptr, shift_ptr, res_ptr, ws_ptr,
                              son, sok, sop, soq, srn, src, srh, srw, res_channels, res_step, HAS_SCALE, HAS_SHIFT,
                              HAS_RES, RELU, OUT_DENSE, RES_DENSE, EPILOGUE_HALVES, BLOCK_M, BLOCK_N, SPLIT)
