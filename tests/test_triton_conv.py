@@ -723,11 +723,11 @@ def test_host_and_kernel_count_the_same_reduction_iterations(c, r, s, run, block
     assert tuning.reduction_iters(args, block_k) == out.item()
 
 
-def _fake_call(layer, batch, device):
+def _fake_call(layer, batch, device, dtype=torch.float16):
     """The fields of a launch's arguments stream_k_pays reads, for a ResNet layer at `batch`."""
     from types import SimpleNamespace
 
-    x = SimpleNamespace(device=device, shape=(batch, layer.C, layer.H, layer.W))
+    x = SimpleNamespace(device=device, shape=(batch, layer.C, layer.H, layer.W), dtype=dtype)
     return {"x_ptr": x, "M": batch * layer.P * layer.Q, "K": layer.K // layer.groups,
             "C": layer.C // layer.groups, "R": layer.R, "S": layer.S, "RUN": 1, "ROW_RUN": False, "SPLIT_K": 1}
 
@@ -750,6 +750,8 @@ def test_stream_k_is_offered_on_ragged_grids_of_an_h100(name, batch, expected, m
     args = _fake_call(_resnet50_layer(name), batch, gpu)
     assert tuning.stream_k_pays((128, 128, 64), args) == expected
     assert tuning.stream_k_allowed(args) == expected
+    fp32 = _fake_call(_resnet50_layer(name), batch, gpu, torch.float32)
+    assert not tuning.stream_k_allowed(fp32)  # its stream-K tiles spill on sm_90
     assert not tuning.stream_k_allowed({**args, "SPLIT_K": 2})
     monkeypatch.setenv(tuning.STREAM_K_ENV, "0")
     assert not tuning.stream_k_allowed(args)

@@ -33,6 +33,7 @@ import functools
 import os
 from typing import Optional
 
+import torch
 import triton
 
 from .tuning_cache import TuningCache, default_path
@@ -267,16 +268,19 @@ def kernel_groups(args: dict) -> int:
 # program slots busy on average (a 1.5-wave grid: 75%; 52 tiles on 132 SMs: 39%), and each
 # program still gets _MIN_SPLIT_ITERS iterations to pipeline.
 _STREAM_K_BELOW_BUSY = 0.9
+# The dtypes networks run in. In fp32 both stream-K tiles spill registers on sm_90 (17-75
+# local stores, Triton 3.6; the one-tile twins do not): fp32 calls keep the one-tile grid.
+_STREAM_K_DTYPES = (torch.float16, torch.bfloat16)
 
 
 def stream_k_pays(spec: tuple, args: dict, sms: Optional[int] = None) -> bool:
     """Whether the stream-K tile `spec` may beat the one-tile grid for the call `args` on a GPU
-    of `sms` SMs (default: the call's): the one-tile grid of that tile leaves a ragged last wave
-    (_STREAM_K_BELOW_BUSY) and the reduction gives every program at least _MIN_SPLIT_ITERS
-    iterations. False off the GPU."""
+    of `sms` SMs (default: the call's): fp16 or bf16 (_STREAM_K_DTYPES), the one-tile grid of
+    that tile leaves a ragged last wave (_STREAM_K_BELOW_BUSY) and the reduction gives every
+    program at least _MIN_SPLIT_ITERS iterations. False off the GPU."""
     bm, bn, bk = spec[:3]
     sms = num_sms(args["x_ptr"].device) if sms is None else sms
-    if sms == 0:
+    if sms == 0 or args["x_ptr"].dtype not in _STREAM_K_DTYPES:
         return False
     tiles = cdiv(args["M"], bm) * cdiv(args["K"], bn) * kernel_groups(args)
     slots = _program_slots(bm, bn, sms)
