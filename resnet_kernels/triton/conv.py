@@ -163,20 +163,22 @@ def kernel_args(
 
 def _stream_k_buffers(args: dict, kernel_groups: int) -> None:
     """The workspace and flags a stream-K launch of any stream-K candidate of the kernel's
-    config list may need (sized for the largest: the autotuner passes one set of arguments to
-    all): one fp32 partial tile and one int32 flag per program. The flags start at 0 and every
-    launch leaves them 0 (conv_kernel._stream_k_collect), which also makes them reusable across
-    the autotuner's timing runs. Nothing is allocated when no stream-K candidate is listed."""
+    config list may need (the autotuner passes one set of arguments to all, so sized for the
+    largest): one fp32 partial tile and one int32 flag per program (8.7 MB and 264 flags for
+    the Hopper candidates on 132 SMs). The flags start at 0 and every launch leaves them 0
+    (conv_kernel._stream_k_collect), which also makes them reusable across the autotuner's
+    timing runs. Nothing is allocated when no stream-K candidate is listed."""
     device = args["x_ptr"].device
-    programs, tile = 0, 0
+    programs, partials = 0, 0
     for cfg in conv_bn_act_kernel.configs:
         if cfg.kwargs["STREAM_K"]:
-            bm, bn = cfg.kwargs["BLOCK_M"], cfg.kwargs["BLOCK_N"]
-            programs = max(programs, tuning.stream_k_programs(kernel_groups, bm, bn, device))
-            tile = max(tile, bm * bn)
+            n = kernel_groups * tuning.stream_k_programs(kernel_groups, cfg.kwargs["BLOCK_M"], cfg.kwargs["BLOCK_N"],
+                                                         device)
+            programs = max(programs, n)
+            partials = max(partials, n * cfg.kwargs["BLOCK_M"] * cfg.kwargs["BLOCK_N"])
     if programs:
-        args["ws_ptr"] = torch.empty((kernel_groups * programs, tile), dtype=torch.float32, device=device)
-        args["flags_ptr"] = torch.zeros(kernel_groups * programs, dtype=torch.int32, device=device)
+        args["ws_ptr"] = torch.empty(partials, dtype=torch.float32, device=device)
+        args["flags_ptr"] = torch.zeros(programs, dtype=torch.int32, device=device)
 
 
 def conv_bn_act(
