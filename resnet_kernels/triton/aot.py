@@ -254,16 +254,11 @@ H100_SMS = 132
 
 
 def _offered(cfg, args: dict) -> bool:
-    """Whether the autotuner offers `cfg` for the call `args` on an H100 (tuning._applies and
-    _fits; a stream-K candidate's worth asked for an H100's SM count)."""
+    """Whether the autotuner offers `cfg` for the call `args` on an H100 (tuning._applies with
+    an H100's SM count, and _fits)."""
     from . import tuning
 
-    if cfg.kwargs["STREAM_K"]:
-        spec = (cfg.kwargs["BLOCK_M"], cfg.kwargs["BLOCK_N"], cfg.kwargs["BLOCK_K"])
-        applies = args["STREAM_K_OK"] and tuning.stream_k_pays(spec, args, H100_SMS)
-    else:
-        applies = tuning._applies(cfg, args)
-    return applies and tuning._fits(cfg, args)
+    return tuning._applies(cfg, args, H100_SMS) and tuning._fits(cfg, args)
 
 
 def main(argv=None) -> None:

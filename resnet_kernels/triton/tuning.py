@@ -352,13 +352,14 @@ def disk_cache(device) -> TuningCache:
     return _caches[device]
 
 
-def _applies(cfg: triton.Config, args: dict) -> bool:
+def _applies(cfg: triton.Config, args: dict, sms: Optional[int] = None) -> bool:
     """A pointer config applies to every call; a TMA config where it would load by TMA; a
     persistent one where it would also run persistent (tuning.persistent); a stream-K one where
-    the call allows stream-K and that tile's one-tile grid is ragged (stream_k_pays)."""
+    the call allows stream-K and that tile's one-tile grid is ragged on a GPU of `sms` SMs
+    (default: the call's; stream_k_pays)."""
     if cfg.kwargs["STREAM_K"]:
         spec = (cfg.kwargs["BLOCK_M"], cfg.kwargs["BLOCK_N"], cfg.kwargs["BLOCK_K"])
-        return bool(args["STREAM_K_OK"]) and stream_k_pays(spec, args)
+        return bool(args["STREAM_K_OK"]) and stream_k_pays(spec, args, sms)
     if not cfg.kwargs["TMA"]:
         return True
     launch = {**args, **cfg.kwargs}
