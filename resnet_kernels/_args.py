@@ -24,6 +24,11 @@ REFERENCE_DTYPES = KERNEL_DTYPES + (torch.float64,)
 
 def pair(value: IntPair, name: str) -> tuple[int, int]:
     """An int or a sequence of two ints, as torch.nn.Conv2d accepts them."""
+    kind = type(value)
+    if kind is int:  # the common cases first: every call of the op normalises three of these
+        return (value, value)
+    if (kind is tuple or kind is list) and len(value) == 2 and type(value[0]) is int and type(value[1]) is int:
+        return (value[0], value[1])
     if isinstance(value, bool):
         raise TypeError(f"{name} must be an int or a pair of ints, got bool")
     if isinstance(value, int):

@@ -19,7 +19,9 @@ from .reference import compute_dtype, preactivation
 def _vector(v: Optional[torch.Tensor], dtype: torch.dtype) -> Optional[torch.Tensor]:
     """Per-channel vectors reach the backends contiguous, in the compute dtype
     (float32; float64 for float64 inputs, which only the reference accepts)."""
-    return None if v is None else v.to(dtype).contiguous()
+    if v is None or (v.dtype == dtype and v.is_contiguous()):  # the usual case: no dispatcher round trip
+        return v
+    return v.to(dtype).contiguous()
 
 
 @torch.library.custom_op("resnet_kernels::conv_bn_act", mutates_args=())

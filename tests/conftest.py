@@ -6,6 +6,7 @@ the package is imported.
 """
 
 import os
+import sys
 import zlib
 
 import pytest
@@ -50,7 +51,17 @@ def gen(request):
 
 @pytest.fixture(autouse=True)
 def _fresh_backend_selection():
-    """Each test starts from the default backend selection."""
+    """Each test starts from the default backend selection, and without the triton backend's
+    launch plans of earlier tests (a plan assumes the GPU and tuning.py's tables, which tests
+    patch, stay as they were when it was made)."""
     resnet_kernels.set_backend(None)
+    _clear_triton_plans()
     yield
     resnet_kernels.set_backend(None)
+    _clear_triton_plans()
+
+
+def _clear_triton_plans() -> None:
+    conv = sys.modules.get("resnet_kernels.triton.conv")  # not imported: no plans to clear
+    if conv is not None:
+        conv.clear_plans()

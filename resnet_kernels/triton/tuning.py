@@ -381,14 +381,17 @@ def prune_configs(configs: list, named_args: dict, **kwargs) -> list:
     return fitting if autotuning() else fitting[:1]
 
 
-def remember(kernel, args: dict) -> None:
-    """Store the config the autotuned `kernel` just ran for `args`, if new (GPU only)."""
+def remember(kernel, args: dict) -> bool:
+    """Store the config the autotuned `kernel` just ran for `args`, if new (GPU only). True when
+    the disk cache now holds it: the autotuner keeps a key's winner, so later calls of the key
+    need not ask again."""
     if interpreting() or not autotuning():
-        return  # nothing was timed: an untimed pick must not pass for a winner
+        return False  # nothing was timed: an untimed pick must not pass for a winner
     best: Optional[triton.Config] = getattr(kernel, "best_config", None)
     if best is None:
-        return
+        return False
     cache = disk_cache(args["x_ptr"].device)
     key = shape_key(args)
     if cache.get(key) != describe(best):
         cache.put(key, describe(best))
+    return True
