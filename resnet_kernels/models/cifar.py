@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from ..nn import FusedModule
-from ._common import conv3x3, init_weights, run_layer
+from ._common import conv3x3, init_weights, kernel_layout, run_layer
 from .weights import load_weights, resolve
 
 __all__ = [
@@ -115,7 +115,7 @@ class CifarResNet(FusedModule):
 
     def forward(self, x: torch.Tensor, backend: Optional[str] = None) -> torch.Tensor:
         backend = self.backend if backend is None else backend
-        x = self.conv_bn_act(x, self.conv1, self.bn1, backend=backend)
+        x = self.conv_bn_act(kernel_layout(self, x), self.conv1, self.bn1, backend=backend)
         for layer in (self.layer1, self.layer2, self.layer3):
             x = run_layer(layer, x, backend)
         x = self.avgpool(x)

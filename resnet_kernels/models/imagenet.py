@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from ..nn import ConvBNAct, FusedModule
-from ._common import conv1x1, conv3x3, init_weights, overwrite_named_param, run_layer
+from ._common import conv1x1, conv3x3, init_weights, kernel_layout, overwrite_named_param, run_layer
 from .weights import is_weights_enum, load_weights, resolve
 
 __all__ = [
@@ -210,7 +210,7 @@ class ResNet(FusedModule):
 
     def forward(self, x: torch.Tensor, backend: Optional[str] = None) -> torch.Tensor:
         backend = self.backend if backend is None else backend
-        x = self.conv_bn_act(x, self.conv1, self.bn1, backend=backend)
+        x = self.conv_bn_act(kernel_layout(self, x), self.conv1, self.bn1, backend=backend)
         x = self.maxpool(x)
         for layer in (self.layer1, self.layer2, self.layer3, self.layer4):
             x = run_layer(layer, x, backend)

@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from ..nn import FusedModule
-from ._common import conv1x1, conv3x3, init_weights, run_layer
+from ._common import conv1x1, conv3x3, init_weights, kernel_layout, run_layer
 from .weights import load_weights, resolve
 
 __all__ = [
@@ -173,7 +173,7 @@ class PreActResNet(_PreActHead):
 
     def forward(self, x: torch.Tensor, backend: Optional[str] = None) -> torch.Tensor:
         backend = self.backend if backend is None else backend
-        x = self.conv_bn_act(x, self.conv1, self.bn1, backend=backend)
+        x = self.conv_bn_act(kernel_layout(self, x), self.conv1, self.bn1, backend=backend)
         x = self.maxpool(x)
         for layer in (self.layer1, self.layer2, self.layer3, self.layer4):
             x = run_layer(layer, x, backend)
@@ -208,7 +208,7 @@ class CifarPreActResNet(_PreActHead):
 
     def forward(self, x: torch.Tensor, backend: Optional[str] = None) -> torch.Tensor:
         backend = self.backend if backend is None else backend
-        x = self.conv_bn_act(x, self.conv1, relu=False, backend=backend)
+        x = self.conv_bn_act(kernel_layout(self, x), self.conv1, relu=False, backend=backend)
         for layer in (self.layer1, self.layer2, self.layer3):
             x = run_layer(layer, x, backend)
         return self.head(x)
