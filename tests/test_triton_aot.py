@@ -170,3 +170,17 @@ def test_two_128x64_programs_fit_an_sm(compiled):
 
 if __name__ == "__main__":
     print(json.dumps(compile_all()))
+
+
+def test_an_unknown_layer_name_is_refused_before_compiling(monkeypatch, capsys):
+    """`--layers layer1.0.conv3` (without the model's prefix) names the valid layers, once, instead
+    of one failure line per candidate."""
+    from resnet_kernels.triton import aot
+
+    monkeypatch.delenv("TRITON_INTERPRET")
+    monkeypatch.setattr(aot, "compile_layer", lambda *a, **k: pytest.fail("compiled an unknown layer"))
+    with pytest.raises(SystemExit) as exit_info:
+        aot.main(["--layers", "resnet50.layer1.0.conv3,layer1.0.conv3"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--layers: unknown layer1.0.conv3;" in err and "resnet50.layer1.0.conv3" in err

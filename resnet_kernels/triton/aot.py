@@ -272,7 +272,11 @@ def main(argv=None) -> None:
     opts = parser.parse_args(argv)
     if os.environ.get("TRITON_INTERPRET", "0") == "1":
         parser.error("unset TRITON_INTERPRET: the interpreter's kernels cannot be compiled")
-    layers = opts.layers.split(",") if opts.layers else [lay.name for lay in distinct_layers(["resnet50"])]
+    known = [lay.name for lay in distinct_layers(["resnet50"])]
+    layers = opts.layers.split(",") if opts.layers else known
+    unknown = [name for name in layers if name not in known]
+    if unknown:
+        parser.error(f"--layers: unknown {', '.join(unknown)}; the distinct ResNet-50 layers are {', '.join(known)}")
     candidates = ([(spec, {}) for spec in _HOPPER] + [(spec, {"tma": True}) for spec in _HOPPER_TMA]
                   + [(spec, {"persistent": True}) for spec in _HOPPER_PERSISTENT]
                   + [(spec, {"stream_k": True}) for spec in _HOPPER_STREAM_K])
