@@ -15,6 +15,8 @@
 #   bench     pytest benchmarks/ --benchmark-only: ours and cuDNN into bench-TAG.json, then
 #             torch.compile (inductor, slow to compile) into bench-TAG-inductor.json
 #   report    report.md and PNG charts from every bench-*.json in the folder
+#   host      (only when named) host microseconds per op call and per eager ResNet-50 forward
+#             at batch 1, per backend, Triton untuned; host-time.txt
 #
 # Options:
 #   --out DIR   output folder (default: $OUT where set, else benchmarks/results/<gpu>-<date>)
@@ -44,7 +46,7 @@ while (($#)); do
         -k) kexpr=$2; shift 2 ;;
         --tag) tag=$2; shift 2 ;;
         --limit) limit=$2; shift 2 ;;
-        versions | build | kernels | test | bench | report) stages+=("$1"); shift ;;
+        versions | build | kernels | test | bench | report | host) stages+=("$1"); shift ;;
         -h | --help) sed -n '2,/^$/p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "gpu_session.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
     esac
@@ -200,6 +202,13 @@ bench_pass() {
         --rk-budget-s "$(($(left) > 241 ? $(left) - 240 : 1))" -k "$2")
     [[ -n $quick ]] && args+=(--rk-quick)
     deadline "$(($(left) - 45))" "$PY" -m pytest benchmarks/ "${args[@]}" 2>&1 | tee -a "$log"
+}
+
+stage_host() {
+    # Untuned Triton (one config per shape): the host path is the same, and tuning the 24 shapes
+    # of a batch-1 forward would take minutes of compiling.
+    RESNET_KERNELS_TRITON_AUTOTUNE=0 deadline "$(($(left) > 270 ? 240 : $(left) - 30))" \
+        "$PY" -m resnet_kernels.bench host-time 2>&1 | tee "$out/host-time.txt" | tee -a "$log"
 }
 
 stage_report() {

@@ -3,6 +3,7 @@
     python -m resnet_kernels.bench report RESULTS.json [MORE.json ...] [--out DIR]
     python -m resnet_kernels.bench readme RESULTS_DIR [--readme README.md]
     python -m resnet_kernels.bench versions
+    python -m resnet_kernels.bench host-time [--backends triton,cuda] [--stub]
 """
 
 from __future__ import annotations
@@ -22,7 +23,19 @@ def main(argv=None) -> int:
     readme.add_argument("results_dir", help="a folder of bench-*.json, report.md and charts (gpu_session.sh --out)")
     readme.add_argument("--readme", default="README.md", help="the README to update (default: ./README.md)")
     commands.add_parser("versions", help="GPU, torch, CUDA, cuDNN, Triton versions, one per line")
+    host = commands.add_parser("host-time", help="host microseconds per op call and per eager ResNet-50 forward")
+    host.add_argument("--backends", help="comma-separated (default: triton, and cuda where built; auto too on a GPU)")
+    host.add_argument("--stub", action="store_true",
+                      help="no GPU: time the triton backend with its launches stubbed out (TRITON_INTERPRET=1)")
+    host.add_argument("--calls", type=int, default=200, help="calls per round (default 200)")
     args = parser.parse_args(argv)
+
+    if args.command == "host-time":
+        from .host_time import default_backends, run
+
+        backends = args.backends.split(",") if args.backends else default_backends(args.stub)
+        run(backends, args.stub, args.calls)
+        return 0
 
     if args.command == "readme":
         from .readme import update

@@ -1,0 +1,46 @@
+"""`python -m resnet_kernels.bench host-time`: the host time per op call and per eager forward.
+
+On the CPU only its --stub mode runs (the triton backend under the interpreter, launches
+replaced by no-ops); the GPU mode is the same code with real launches and a device clock.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from resnet_kernels.bench import host_time
+from resnet_kernels.triton import conv_kernel
+
+
+def stub_launches(monkeypatch):
+    """host_time.stub_triton_launches, undone after the test."""
+    for kernel in (conv_kernel.conv_bn_act_kernel.fn, conv_kernel.splitk_epilogue_kernel):
+        monkeypatch.setattr(kernel, "run", lambda *args, **kwargs: None)
+    monkeypatch.setattr(host_time, "stub_triton_launches", lambda: None)
+
+
+def test_stub_mode_times_every_layer_and_the_forward(monkeypatch, capsys):
+    stub_launches(monkeypatch)
+    rows = host_time.run(["triton"], stub=True, calls=2, rounds=1)
+    assert [r[0] for r in rows[:-1]] == list(host_time.LAYERS)
+    assert rows[-1][0].startswith("resnet50 forward")
+    assert all(backend == "triton" and host > 0 and dev is None for _, backend, host, dev in rows)
+    # A forward is 53 op calls and more: it cannot take less host time than one call.
+    assert rows[-1][2] > max(r[2] for r in rows[:-1])
+    assert "host time per call, stubbed launches" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("env, backends, message", [
+    ("0", ["triton"], "needs TRITON_INTERPRET=1"),
+    ("1", ["cuda"], "triton backend only"),
+])
+def test_stub_mode_refuses_what_it_cannot_time(monkeypatch, env, backends, message):
+    monkeypatch.setenv("TRITON_INTERPRET", env)
+    with pytest.raises(SystemExit, match=message):
+        host_time.run(backends, stub=True, calls=1, rounds=1)
+
+
+def test_without_a_gpu_the_real_mode_says_to_stub(monkeypatch):
+    monkeypatch.setattr(host_time.torch.cuda, "is_available", lambda: False)
+    with pytest.raises(SystemExit, match="--stub"):
+        host_time.run(["triton"], stub=False)
