@@ -118,7 +118,8 @@ class LaunchPlan:
     tensors: this is most of the host time of a call (benchmarks/NOTES.md, "Host time per call").
     """
 
-    __slots__ = ("constants", "kernel_groups", "merge", "run", "out_shape", "tap", "splits", "grid", "remembered")
+    __slots__ = ("constants", "groups", "kernel_groups", "merge", "run", "out_shape", "tap", "splits", "grid",
+                 "remembered")
 
     def __init__(self, x, weight, scale, shift, residual, stride, padding, dilation, groups, relu, in_scale,
                  in_shift, residual_stride, out, split_k):
@@ -147,7 +148,7 @@ class LaunchPlan:
         if not isinstance(split_k, int) or split_k < 1:
             raise ValueError(f"split_k must be a positive int, got {split_k!r}")
         res_strides = (0, 0, 0, 0) if residual is None else residual.stride()
-        self.merge, self.run, self.kernel_groups, self.splits = merge, run, kernel_groups, split_k
+        self.groups, self.merge, self.run, self.kernel_groups, self.splits = groups, merge, run, kernel_groups, split_k
         self.tap = (tap_table(r, s, c_kernel, dilation[0], dilation[1], x.device)
                     if tuning.may_walk_flat(c_kernel) and not run else None)
         self.constants = dict(
@@ -172,25 +173,24 @@ class LaunchPlan:
         )
         # The decisions that look at the operands themselves (TMA: alignment of x and the packed
         # weight; stream-K: the device), made on the call's tensors.
-        probe = {**self.constants, "x_ptr": x, "w_ptr": self._packed(weight, groups)}
+        probe = {**self.constants, "x_ptr": x, "w_ptr": self._packed(weight)}
         self.constants["TMA_OK"] = tma.applies(probe)
         self.constants["PERSISTENT_OK"] = tuning.persistent_allowed()
         self.constants["STREAM_K_OK"] = tuning.stream_k_allowed({**probe, **self.constants})
         self.grid = _grid(self.constants["M"], k_kernel, split_k, kernel_groups, x.device)
         self.remembered = False
 
-    def _packed(self, weight: torch.Tensor, groups: int) -> torch.Tensor:
-        return packed_weight(weight, groups, self.merge, self.run)
+    def _packed(self, weight: torch.Tensor) -> torch.Tensor:
+        return packed_weight(weight, self.groups, self.merge, self.run)
 
     def args(self, x, weight, scale, shift, residual, in_scale, in_shift, out=None) -> dict:
         """The kernel arguments of one call of this plan's signature: the constants and the call's
         tensors (absent optional ones are x, never read: their HAS_* flag is off), a new output
         unless `out` is given, and the workspaces the launch needs."""
-        groups = self.kernel_groups * self.merge
         out = _output(out, x, self.out_shape)
         args = dict(self.constants)
         args.update(
-            x_ptr=x, w_ptr=self._packed(weight, groups), out_ptr=out,
+            x_ptr=x, w_ptr=self._packed(weight), out_ptr=out,
             scale_ptr=x if scale is None else scale, shift_ptr=x if shift is None else shift,
             res_ptr=x if residual is None else residual,
             in_scale_ptr=x if in_scale is None else in_scale, in_shift_ptr=x if in_shift is None else in_shift,
@@ -208,11 +208,11 @@ def plan_key(x, weight, scale, shift, residual, stride, padding, dilation, group
              residual_stride) -> tuple:
     """Everything a LaunchPlan depends on, for a call that leaves the output and the split to the
     backend: shapes, strides, dtypes and device (the autotuner's key has every tensor's dtype, so
-    a plan does too); the 16-byte alignment of x and the weight (TMA
-    loads need it; the packed weight is the weight itself or a fresh tensor, so the weight's
-    alignment and strides settle its alignment); which optional tensors are present; the conv's
-    hyper-parameters; torch's TF32 switch and this backend's switches. Not the data pointers: the
-    plan holds no tensor of a call."""
+    a plan does too); the 16-byte alignment of x and the weight (TMA loads need it; the packed
+    weight is the weight itself or a fresh tensor, so the weight's alignment and strides settle
+    its alignment); which optional tensors are present; the conv's hyper-parameters; torch's TF32
+    switch and this backend's switches. Not the data pointers: the plan holds no tensor of a
+    call."""
     return (
         x.shape, x.stride(), x.dtype, x.device, x.data_ptr() % 16,
         weight.shape, weight.stride(), weight.dtype, weight.data_ptr() % 16,
