@@ -6,7 +6,10 @@ replaced by no-ops); the GPU mode is the same code with real launches and a devi
 
 from __future__ import annotations
 
+import os
+
 import pytest
+from conftest import needs_cuda
 
 from resnet_kernels.bench import host_time
 from resnet_kernels.triton import conv_kernel
@@ -19,6 +22,9 @@ def stub_launches(monkeypatch):
     monkeypatch.setattr(host_time, "stub_triton_launches", lambda: None)
 
 
+@pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") != "1",
+                    reason="the stub mode runs the triton backend under the interpreter (TRITON_INTERPRET=1), "
+                           "which a GPU test run does not set")
 def test_stub_mode_times_every_layer_and_the_forward(monkeypatch, capsys):
     stub_launches(monkeypatch)
     rows = host_time.run(["triton"], stub=True, calls=2, rounds=1)
@@ -38,6 +44,15 @@ def test_stub_mode_refuses_what_it_cannot_time(monkeypatch, env, backends, messa
     monkeypatch.setenv("TRITON_INTERPRET", env)
     with pytest.raises(SystemExit, match=message):
         host_time.run(backends, stub=True, calls=1, rounds=1)
+
+
+@needs_cuda
+def test_gpu_mode_times_host_and_device(monkeypatch):
+    """Real launches (untuned: one config per shape, as the session's host stage runs it)."""
+    monkeypatch.setenv("RESNET_KERNELS_TRITON_AUTOTUNE", "0")
+    rows = host_time.run(["triton"], stub=False, calls=3, rounds=1)
+    assert len(rows) == len(host_time.LAYERS) + 1
+    assert all(host > 0 and dev is not None and dev > 0 for _, _, host, dev in rows)
 
 
 def test_without_a_gpu_the_real_mode_says_to_stub(monkeypatch):

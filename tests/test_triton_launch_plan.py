@@ -4,7 +4,8 @@ A call that leaves the output and the split to the backend reuses the plan of it
 and only fills in its tensors. The plan must therefore give exactly the arguments kernel_args
 computes from scratch, for every kind of call, and its key must change with everything a plan
 depends on (alignment, switches, TF32), or a cached plan would launch a wrong walk. None of this
-launches a kernel except the end-to-end tests, which run under the interpreter on the CPU.
+launches a kernel except the end-to-end tests. Tensors are on the GPU where there is one (the
+decisions are then the GPU's: TMA, stream-K), else on the CPU under the interpreter.
 """
 
 from __future__ import annotations
@@ -14,11 +15,14 @@ import weakref
 
 import pytest
 import torch
+from conftest import HAS_CUDA
 from helpers import default_triton_switches, oracle, rel_error
 from test_fuzz_contract import SEEDS, draw, tensors
 
 from resnet_kernels import ops
 from resnet_kernels.triton import conv, tma, tuning
+
+DEVICE = "cuda" if HAS_CUDA else "cpu"
 
 # Arguments the plan allocates anew per call: compared by shape, strides, dtype and device.
 FRESH = ("out_ptr", "ws_ptr", "flags_ptr")
@@ -48,8 +52,8 @@ def test_a_cached_plan_gives_the_arguments_kernel_args_computes(seed):
     """A plan made for one call of a signature, filled with another call's tensors of the same
     signature, equals kernel_args of that other call (random calls of the whole contract)."""
     call = draw(seed)
-    first = tensors(call, "cpu", torch.Generator().manual_seed(seed))
-    second = tensors(call, "cpu", torch.Generator().manual_seed(seed + 1000))
+    first = tensors(call, DEVICE, torch.Generator().manual_seed(seed))
+    second = tensors(call, DEVICE, torch.Generator().manual_seed(seed + 1000))
     plan_then_args(first)
     assert len(conv._plans) == 1
     assert_same_args(plan_then_args(second), conv.kernel_args(*second)[0])
@@ -60,10 +64,14 @@ def _variants() -> dict:
     """Calls of one shape that differ from "base" in one property each."""
     g = torch.Generator().manual_seed(7)
     cl = torch.channels_last
-    x = torch.randn(2, 16, 6, 6, generator=g).to(memory_format=cl)
-    w = torch.randn(16, 16, 3, 3, generator=g)
-    v = torch.rand(16, generator=g)
-    res = torch.randn(2, 16, 6, 6, generator=g)
+
+    def randn(*shape):
+        return torch.randn(*shape, generator=g).to(DEVICE)
+
+    x = randn(2, 16, 6, 6).to(memory_format=cl)
+    w = randn(16, 16, 3, 3)
+    v = torch.rand(16, generator=g).to(DEVICE)
+    res = randn(2, 16, 6, 6)
     base = (x, w, v, v, res.to(memory_format=cl), (1, 1), (1, 1), (1, 1), 1, True, None, None, 1)
 
     def with_(**changes):
@@ -76,8 +84,8 @@ def _variants() -> dict:
     return {
         "base": base,
         "nchw residual": with_(residual=res),
-        "sliced residual": with_(residual=torch.randn(2, 32, 6, 6, generator=g)[:, ::2]),
-        "option-A residual": with_(residual=torch.randn(2, 8, 11, 11, generator=g), residual_stride=2),
+        "sliced residual": with_(residual=randn(2, 32, 6, 6)[:, ::2]),
+        "option-A residual": with_(residual=randn(2, 8, 11, 11), residual_stride=2),
         "no residual": with_(residual=None),
         "nchw x": with_(x=x.contiguous()),
         "krsc weight": with_(weight=w.to(memory_format=cl)),
@@ -88,7 +96,7 @@ def _variants() -> dict:
         "prologue shift": with_(in_shift=v),
         "prologue scale": with_(in_scale=v),
         "dilation 2": with_(dilation=(2, 2), padding=(2, 2)),
-        "stride 2 no pad": with_(stride=(2, 2), padding=(0, 0), residual=torch.randn(2, 16, 2, 2, generator=g)),
+        "stride 2 no pad": with_(stride=(2, 2), padding=(0, 0), residual=randn(2, 16, 2, 2)),
         "groups 2": with_(weight=w[:, :8].contiguous(), groups=2),
         "groups 4": with_(weight=w[:, :4].contiguous(), groups=4),
     }
@@ -107,19 +115,27 @@ def test_calls_that_differ_in_one_property_each_get_their_own_plan():
 
 
 def gemm_call(x: torch.Tensor) -> tuple:
-    """A 1x1 fp16 call that TMA admits when x is 16-byte aligned (the interpreter has 'TMA')."""
-    k, c = 64, x.shape[1]
-    w = torch.randn(k, c, 1, 1).half()
-    return (x, w, torch.rand(k), torch.randn(k), None, (1, 1), (0, 0), (1, 1), 1, True, None, None, 1)
+    """A 1x1 fp16 call that TMA admits when x is 16-byte aligned (the interpreter has 'TMA', and
+    so has a Hopper GPU), shaped like ResNet-50's layer4 1x1 at batch 32 so that stream-K pays
+    on an H100 too (52 tiles of 128x128 on 132 SMs, 32 k tiles each)."""
+    k, c = 512, x.shape[1]
+    w = torch.randn(k, c, 1, 1, device=x.device).half()
+    v = torch.rand(k, device=x.device)
+    return (x, w, v, v, None, (1, 1), (0, 0), (1, 1), 1, True, None, None, 1)
 
 
 def offset_x(shift_elements: int) -> torch.Tensor:
-    """A (2, 64, 4, 4) channels_last fp16 x starting `shift_elements` into a buffer."""
-    n, c, h, w = 2, 64, 4, 4
-    base = torch.randn(n * c * h * w + 8).half()
+    """A (32, 2048, 7, 7) channels_last fp16 x starting `shift_elements` into a buffer."""
+    n, c, h, w = 32, 2048, 7, 7
+    base = torch.empty(n * c * h * w + 8, dtype=torch.float16, device=DEVICE)
     return base[shift_elements:shift_elements + n * c * h * w].view(n, h, w, c).permute(0, 3, 1, 2)
 
 
+needs_tma = pytest.mark.skipif(
+    HAS_CUDA and torch.cuda.get_device_capability() < (9, 0), reason="TMA needs a compute capability 9.0 GPU")
+
+
+@needs_tma
 def test_the_plan_follows_the_alignment_of_x(monkeypatch):
     default_triton_switches(monkeypatch)
     aligned, misaligned = gemm_call(offset_x(0)), gemm_call(offset_x(1))
@@ -131,6 +147,7 @@ def test_the_plan_follows_the_alignment_of_x(monkeypatch):
     assert len(conv._plans) == 2
 
 
+@needs_tma
 @pytest.mark.parametrize("env, flag", [(tma.TMA_ENV, "TMA_OK"), (tuning.PERSISTENT_ENV, "PERSISTENT_OK"),
                                        (tuning.STREAM_K_ENV, "STREAM_K_OK")])
 def test_a_switch_turned_off_reaches_the_next_call(monkeypatch, env, flag):
@@ -144,8 +161,9 @@ def test_a_switch_turned_off_reaches_the_next_call(monkeypatch, env, flag):
 
 
 def test_torch_tf32_switch_reaches_the_next_call(monkeypatch):
-    x = torch.randn(1, 8, 5, 5)
-    call = (x, torch.randn(8, 8, 3, 3), None, None, None, (1, 1), (1, 1), (1, 1), 1, False, None, None, 1)
+    x = torch.randn(1, 8, 5, 5, device=DEVICE)
+    call = (x, torch.randn(8, 8, 3, 3, device=DEVICE), None, None, None, (1, 1), (1, 1), (1, 1), 1, False, None, None,
+            1)
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", True)
     assert plan_then_args(call)["DOT_PRECISION"] == "tf32"
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
@@ -154,9 +172,10 @@ def test_torch_tf32_switch_reaches_the_next_call(monkeypatch):
 
 def test_a_plan_holds_no_tensor_of_its_call():
     """The plans outlive the calls: they must not keep a call's activations alive."""
-    x = torch.randn(1, 8, 6, 6).to(memory_format=torch.channels_last)
-    residual = torch.randn(1, 8, 6, 6).to(memory_format=torch.channels_last)
-    w, scale, shift = torch.randn(8, 8, 3, 3), torch.rand(8), torch.randn(8)
+    x = torch.randn(1, 8, 6, 6, device=DEVICE).to(memory_format=torch.channels_last)
+    residual = torch.randn(1, 8, 6, 6, device=DEVICE).to(memory_format=torch.channels_last)
+    w, scale, shift = (torch.randn(8, 8, 3, 3, device=DEVICE), torch.rand(8, device=DEVICE),
+                       torch.randn(8, device=DEVICE))
     out = conv.conv_bn_act(x, w, scale, shift, residual, (1, 1), (1, 1), (1, 1), 1, True, None, None, 1)
     refs = [weakref.ref(t) for t in (x, residual, scale, shift, out)]
     assert len(conv._plans) == 1
@@ -167,15 +186,16 @@ def test_a_plan_holds_no_tensor_of_its_call():
 
 def test_repeated_calls_of_one_signature_compute_with_their_own_tensors(monkeypatch, gen):
     """Through the op, three calls of one signature with fresh inputs each: one plan, each
-    result right for its own inputs."""
+    result right for its own inputs (full fp32 dots, so that fp32's tolerance holds on a GPU)."""
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
     made = []
     init = conv.LaunchPlan.__init__
     monkeypatch.setattr(conv.LaunchPlan, "__init__", lambda self, *a: made.append(1) or init(self, *a))
     for _ in range(3):
-        x = torch.randn(2, 16, 7, 7, generator=gen).to(memory_format=torch.channels_last)
-        w = torch.randn(24, 16, 3, 3, generator=gen) / 12
-        scale, shift = torch.rand(24, generator=gen) + 0.5, torch.randn(24, generator=gen)
-        residual = torch.randn(2, 24, 4, 4, generator=gen).to(memory_format=torch.channels_last)
+        x = torch.randn(2, 16, 7, 7, generator=gen).to(DEVICE, memory_format=torch.channels_last)
+        w = (torch.randn(24, 16, 3, 3, generator=gen) / 12).to(DEVICE)
+        scale, shift = (torch.rand(24, generator=gen) + 0.5).to(DEVICE), torch.randn(24, generator=gen).to(DEVICE)
+        residual = torch.randn(2, 24, 4, 4, generator=gen).to(DEVICE, memory_format=torch.channels_last)
         args = (x, w, scale, shift, residual, [2, 2], [1, 1], [1, 1], 1, True, None, None, 1)
         out = ops.conv_bn_act(*args, "triton")
         assert rel_error(out, oracle(*args)) < 1e-5
@@ -185,15 +205,15 @@ def test_repeated_calls_of_one_signature_compute_with_their_own_tensors(monkeypa
 def test_the_plan_cache_is_bounded(monkeypatch):
     monkeypatch.setattr(conv, "_MAX_PLANS", 3)
     for n in range(1, 6):
-        plan_then_args((torch.randn(n, 4, 3, 3), torch.randn(4, 4, 1, 1), None, None, None, (1, 1), (0, 0), (1, 1),
-                        1, False, None, None, 1))
+        plan_then_args((torch.randn(n, 4, 3, 3, device=DEVICE), torch.randn(4, 4, 1, 1, device=DEVICE), None, None,
+                        None, (1, 1), (0, 0), (1, 1), 1, False, None, None, 1))
         assert len(conv._plans) <= 3
 
 
 def test_a_given_output_or_split_bypasses_the_plans():
-    x = torch.randn(1, 8, 5, 5)
-    w = torch.randn(8, 8, 1, 1)
-    out = torch.full((1, 8, 5, 5), float("nan"))
+    x = torch.randn(1, 8, 5, 5, device=DEVICE)
+    w = torch.randn(8, 8, 1, 1, device=DEVICE)
+    out = torch.full((1, 8, 5, 5), float("nan"), device=DEVICE)
     conv.conv_bn_act(x, w, None, None, None, (1, 1), (0, 0), (1, 1), 1, False, None, None, 1, out=out)
     conv.conv_bn_act(x, w, None, None, None, (1, 1), (0, 0), (1, 1), 1, False, None, None, 1, split_k=2)
     assert not conv._plans
