@@ -53,26 +53,21 @@ def device_us(fn: Callable[[], object], calls: int) -> float:
     return start.elapsed_time(end) * 1e3 / calls
 
 
-def stub_triton_launches() -> None:
-    """Replace the triton backend's kernel launches by no-ops (--stub)."""
+def stub_triton_launches(setter: Callable = setattr) -> None:
+    """Replace the triton backend's kernel launches by no-ops (--stub); `setter` sets each
+    (a test passes monkeypatch.setattr, which undoes it)."""
     from ..triton import conv_kernel
 
     for kernel in (conv_kernel.conv_bn_act_kernel, conv_kernel.splitk_epilogue_kernel):
         inner = kernel.fn if hasattr(kernel, "configs") else kernel  # the autotuner's function, or the kernel
-        inner.run = lambda *args, **kwargs: None
-
-
-def _layer(name: str):
-    from ..layer_shapes import distinct_layers
-
-    return {lay.name: lay for lay in distinct_layers(["resnet50"])}[name]
+        setter(inner, "run", lambda *args, **kwargs: None)
 
 
 def measure(backends: list, stub: bool, calls: int, rounds: int) -> list:
     """Rows (what, backend, host us per call, device us per call or None)."""
     from .. import ops
     from ..models import resnet50
-    from ..triton.aot import conv_layer_call
+    from ..triton.aot import layer_call
 
     device = "cpu" if stub else "cuda"
     dtype = "float32" if stub else "float16"  # the interpreter computes in numpy; the host path is the same
@@ -81,7 +76,7 @@ def measure(backends: list, stub: bool, calls: int, rounds: int) -> list:
     with torch.no_grad():
         for backend in backends:
             for name in LAYERS:
-                args = conv_layer_call(_layer(name), dtype, batch=1, device=device)
+                args = layer_call(name, dtype, False, batch=1, device=device)
                 for t in args:
                     if isinstance(t, torch.Tensor):
                         t.normal_()

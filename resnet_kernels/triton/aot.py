@@ -64,14 +64,15 @@ def specialise(fn, args: dict, constants: dict):
     return signature, constexprs, attrs
 
 
-def layer_call(layer_name: str, dtype: str, preactivation: bool, batch: int = 1, channels_last: bool = True) -> tuple:
+def layer_call(layer_name: str, dtype: str, preactivation: bool, batch: int = 1, channels_last: bool = True,
+               device="cpu") -> tuple:
     """The op's arguments for `layer_name` (a distinct ResNet-50 layer); see conv_layer_call."""
     from ..layer_shapes import distinct_layers
 
     layers = {lay.name: lay for lay in distinct_layers(["resnet50"])}
     if layer_name not in layers:
         raise ValueError(f"layer must be one of {sorted(layers)}, got {layer_name!r}")
-    return conv_layer_call(layers[layer_name], dtype, preactivation, batch, channels_last=channels_last)
+    return conv_layer_call(layers[layer_name], dtype, preactivation, batch, device, channels_last=channels_last)
 
 
 def conv_layer_call(layer, dtype: str, preactivation: bool = False, batch: int = 1, device="cpu",

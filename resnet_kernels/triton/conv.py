@@ -42,9 +42,12 @@ def _dense_rows(x: torch.Tensor) -> bool:
     return (s_h == w * s_w or h == 1) and (s_n == h * w * s_w or n == 1)
 
 
-def _output(out: Optional[torch.Tensor], x: torch.Tensor, shape: tuple) -> torch.Tensor:
+def _output(out: Optional[torch.Tensor], x: torch.Tensor, shape: tuple, memory_format: torch.memory_format
+            ) -> torch.Tensor:
+    """`out`, checked, or a new output of x's dtype and device in `memory_format` (x's:
+    output_memory_format)."""
     if out is None:
-        return torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=output_memory_format(x))
+        return torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=memory_format)
     if not isinstance(out, torch.Tensor):
         raise TypeError(f"out must be a torch.Tensor, got {type(out).__name__}")
     if tuple(out.shape) != shape:
@@ -118,8 +121,8 @@ class LaunchPlan:
     tensors: this is most of the host time of a call (benchmarks/NOTES.md, "Host time per call").
     """
 
-    __slots__ = ("constants", "groups", "kernel_groups", "merge", "run", "out_shape", "tap", "splits", "grid",
-                 "remembered")
+    __slots__ = ("constants", "groups", "kernel_groups", "merge", "run", "out_shape", "out_format", "tap", "splits",
+                 "grid", "remembered")
 
     def __init__(self, x, weight, scale, shift, residual, stride, padding, dilation, groups, relu, in_scale,
                  in_shift, residual_stride, out, split_k):
@@ -132,11 +135,11 @@ class LaunchPlan:
             raise ValueError(
                 f"groups={groups} is more than the triton backend can launch ({_MAX_GRID_GROUPS} after merging)"
             )
-        self.out_shape = (n, k, p, q)
+        self.out_shape, self.out_format = (n, k, p, q), output_memory_format(x)
         # The output's strides: `out`'s, or those of the tensor _output will allocate (a meta
         # tensor: no memory).
-        out_like = _output(out, x, self.out_shape) if out is not None else torch.empty(
-            self.out_shape, device="meta", memory_format=output_memory_format(x))
+        out_like = _output(out, x, self.out_shape, self.out_format) if out is not None else torch.empty(
+            self.out_shape, device="meta", memory_format=self.out_format)
         run = _row_run(x, c_kernel, s, groups, dilation, in_scale is not None or in_shift is not None)
         # The ROW_RUN walk reads a tap row's S*C values as one run starting at pixel iw0, so it takes
         # the pixel stride to be C. A width-1 x may carry any stride there (a size-1 dimension's stride
@@ -187,7 +190,7 @@ class LaunchPlan:
         """The kernel arguments of one call of this plan's signature: the constants and the call's
         tensors (absent optional ones are x, never read: their HAS_* flag is off), a new output
         unless `out` is given, and the workspaces the launch needs."""
-        out = _output(out, x, self.out_shape)
+        out = _output(out, x, self.out_shape, self.out_format)
         args = dict(self.constants)
         args.update(
             x_ptr=x, w_ptr=self._packed(weight), out_ptr=out,
